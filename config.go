@@ -1,0 +1,34 @@
+package jsonconn
+
+// DefaultMaxFrameSize is the frame cap used when Config.MaxFrameSize is zero:
+// 256 KiB of payload, the limit of the Node.js JsonSocket protocol.
+const DefaultMaxFrameSize = 1 << 18
+
+// A Config configures a Reader, Writer or Conn. A nil *Config and a zero
+// Config both mean the defaults. The constructors read the Config once and keep
+// no reference to it, so it may be reused or changed afterwards.
+type Config struct {
+	// MaxFrameSize is the frame cap: the largest payload, in bytes, that is
+	// sent or accepted. Zero or negative means DefaultMaxFrameSize; values
+	// above 1 GiB (1 << 30) are treated as 1 GiB. Both ends of a connection
+	// should agree on it: a peer that announces a longer frame is cut off, and
+	// a message that would exceed it is refused before it is sent.
+	MaxFrameSize int
+
+	// DisableValidation turns off the JSON check of payloads: they are then
+	// opaque bytes, possibly empty. Framing and the cap still apply. Turn it
+	// off only when the payload is checked elsewhere, or to carry another
+	// encoding in the same frames; Receive and Send still use encoding/json.
+	DisableValidation bool
+}
+
+// maxFrameSize returns the frame cap of cfg, which may be nil.
+func (cfg *Config) maxFrameSize() int {
+	switch {
+	case cfg == nil || cfg.MaxFrameSize <= 0:
+		return DefaultMaxFrameSize
+	case cfg.MaxFrameSize > maxFrameLimit:
+		return maxFrameLimit
+	}
+	return cfg.MaxFrameSize
+}

@@ -1,0 +1,274 @@
+package jsonconn
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// A Conn is a framed-JSON connection over a net.Conn. It is itself a net.Conn
+// whose Read returns payload bytes (never of two messages in one call) and
+// whose Write sends exactly one message, so it drops into code written for
+// net.Conn, json.NewEncoder and json.NewDecoder included.
+//
+// A Conn is safe for concurrent use, like a net.Conn. Reading and writing have
+// separate locks, so a blocked Read never delays a Write or Close. Concurrent
+// writers never interleave their frames, and concurrent readers each get whole
+// messages (Read callers get parts of one message each, in order).
+//
+// Deadlines are those of the wrapped conn and behave as net.Conn documents: an
+// expired deadline makes pending and future calls return an error that is a
+// net.Error with Timeout true and matches os.ErrDeadlineExceeded, and a
+// deadline in the past aborts them at once. No deadline desynchronises the
+// stream. A read that times out mid-frame keeps what it has received and the
+// next read continues the frame. A write that times out before any byte of
+// its frame left returns 0 and the message was not sent; one that times out
+// after part of the frame left returns len(p) and an error matching ErrPending:
+// the message is committed and the rest of its frame goes out ahead of the next
+// message (or on Flush). Only a non-timeout error from the wrapped conn ends
+// the write side; protocol violations by the peer end the read side and close
+// the wrapped conn.
+//
+// Close unblocks pending calls; after Close every method returns an error
+// matching net.ErrClosed.
+type Conn struct {
+	conn net.Conn
+
+	// rmu guards r.
+	rmu sync.Mutex
+	r   Reader
+
+	// wmu guards w.
+	wmu sync.Mutex
+	w   Writer
+
+	closed    atomic.Bool // Close was called
+	netClosed atomic.Bool // the wrapped conn was closed, by Close or on a protocol violation
+}
+
+// New returns a Conn that speaks framed JSON over c. A nil cfg means the
+// defaults. The Conn owns c from then on: reading from or writing to c
+// directly would corrupt the stream.
+func New(c net.Conn, cfg *Config) *Conn {
+	jc := &Conn{conn: c}
+	jc.r.init(c, cfg)
+	jc.w.init(c, cfg)
+	return jc
+}
+
+// NetConn returns the wrapped conn. Reading or writing it directly would
+// corrupt the stream; it is there for inspection (addresses, TLS state) and
+// for options such as TCP keep-alive.
+func (c *Conn) NetConn() net.Conn { return c.conn }
+
+// Read reads payload bytes. It never returns bytes of two messages in one
+// call; a message longer than p continues on the next call. See
+// Reader.Read and Reader.ReadMessage for the errors; a protocol violation by
+// the peer also closes the wrapped conn.
+//
+// A message that has already been received in full is returned even if the
+// read deadline has passed, as crypto/tls does; the deadline governs waiting
+// for the network.
+func (c *Conn) Read(p []byte) (int, error) {
+	if c.closed.Load() {
+		return 0, c.opError("read", net.ErrClosed)
+	}
+	c.rmu.Lock()
+	defer c.rmu.Unlock()
+	n, err := c.r.Read(p)
+	return n, c.readError(err)
+}
+
+// ReadMessage reads the next message and returns its payload in a new slice
+// owned by the caller. See Reader.ReadMessage.
+func (c *Conn) ReadMessage() ([]byte, error) {
+	if c.closed.Load() {
+		return nil, c.opError("read", net.ErrClosed)
+	}
+	c.rmu.Lock()
+	defer c.rmu.Unlock()
+	m, err := c.r.ReadMessage()
+	return m, c.readError(err)
+}
+
+// AppendMessage reads the next message and appends its payload to dst. See
+// Reader.AppendMessage.
+func (c *Conn) AppendMessage(dst []byte) ([]byte, error) {
+	if c.closed.Load() {
+		return dst, c.opError("read", net.ErrClosed)
+	}
+	c.rmu.Lock()
+	defer c.rmu.Unlock()
+	dst, err := c.r.AppendMessage(dst)
+	return dst, c.readError(err)
+}
+
+// Receive reads the next message and decodes it into v. See Reader.Receive.
+func (c *Conn) Receive(v any) error {
+	if c.closed.Load() {
+		return c.opError("read", net.ErrClosed)
+	}
+	c.rmu.Lock()
+	defer c.rmu.Unlock()
+	return c.readError(c.r.Receive(v))
+}
+
+// Write sends p as exactly one message. It returns len(p) or 0, never a part;
+// see the Conn documentation for timeouts and Writer.Write for the rest.
+// The checks of p run before the write lock is taken.
+func (c *Conn) Write(p []byte) (int, error) {
+	if err := c.w.check(p); err != nil {
+		return 0, err
+	}
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.closed.Load() {
+		return 0, c.opError("write", net.ErrClosed)
+	}
+	n, err := c.w.writeFrame(p)
+	return n, c.writeError(err)
+}
+
+// Send encodes v as compact JSON and sends it as one message. Encoding
+// happens before the write lock is taken. An error matching ErrPending means v
+// was committed; any other error means it was not sent. See Writer.Send.
+func (c *Conn) Send(v any) error {
+	e, p, err := marshal(v)
+	if err != nil {
+		return err
+	}
+	defer e.free()
+	if err := c.w.checkSize(len(p)); err != nil {
+		return err
+	}
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.closed.Load() {
+		return c.opError("write", net.ErrClosed)
+	}
+	_, err = c.w.writeFrame(p)
+	return c.writeError(err)
+}
+
+// Flush sends the rest of a frame that a write timeout left pending, if any,
+// under the current write deadline. Writes do this by themselves; Flush is for
+// a caller that has nothing more to send, before CloseWrite or Close.
+func (c *Conn) Flush() error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.closed.Load() {
+		return c.opError("write", net.ErrClosed)
+	}
+	return c.writeError(c.w.Flush())
+}
+
+// Pending reports how many bytes of a committed frame wait to be sent.
+func (c *Conn) Pending() int {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	return c.w.Pending()
+}
+
+// CloseWrite flushes any pending frame rest and then shuts down the writing
+// side of the wrapped conn, which must have a CloseWrite method, as
+// *net.TCPConn, *net.UnixConn and *tls.Conn do. The peer then reads io.EOF
+// after the last message; this Conn can still read. It returns an error
+// matching errors.ErrUnsupported if the wrapped conn cannot half-close.
+func (c *Conn) CloseWrite() error {
+	cw, ok := c.conn.(interface{ CloseWrite() error })
+	if !ok {
+		return fmt.Errorf("jsonconn: CloseWrite on %T: %w", c.conn, errors.ErrUnsupported)
+	}
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.closed.Load() {
+		return c.opError("close", net.ErrClosed)
+	}
+	if err := c.w.Flush(); err != nil {
+		return c.writeError(err)
+	}
+	return c.writeError(cw.CloseWrite())
+}
+
+// Close closes the wrapped conn, which unblocks pending reads and writes;
+// they and every later call return an error matching net.ErrClosed. Close does
+// not wait for a pending frame rest (see Flush). Calling Close again returns
+// an error matching net.ErrClosed, as *net.TCPConn does; if the Conn already
+// closed the wrapped conn because the peer broke the protocol, the first Close
+// returns nil.
+func (c *Conn) Close() error {
+	if !c.closed.CompareAndSwap(false, true) {
+		return c.opError("close", net.ErrClosed)
+	}
+	if !c.netClosed.CompareAndSwap(false, true) {
+		return nil
+	}
+	return c.conn.Close()
+}
+
+// LocalAddr returns the local address of the wrapped conn.
+func (c *Conn) LocalAddr() net.Addr { return c.conn.LocalAddr() }
+
+// RemoteAddr returns the remote address of the wrapped conn.
+func (c *Conn) RemoteAddr() net.Addr { return c.conn.RemoteAddr() }
+
+// SetDeadline sets the read and write deadlines of the wrapped conn. See the
+// Conn documentation for what a deadline does to a frame in flight.
+func (c *Conn) SetDeadline(t time.Time) error {
+	return c.setError(c.conn.SetDeadline(t))
+}
+
+// SetReadDeadline sets the read deadline of the wrapped conn.
+func (c *Conn) SetReadDeadline(t time.Time) error {
+	return c.setError(c.conn.SetReadDeadline(t))
+}
+
+// SetWriteDeadline sets the write deadline of the wrapped conn.
+func (c *Conn) SetWriteDeadline(t time.Time) error {
+	return c.setError(c.conn.SetWriteDeadline(t))
+}
+
+// readError maps an error from the Reader to what Read and friends return,
+// and closes the wrapped conn if the peer broke the protocol.
+func (c *Conn) readError(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case c.closed.Load():
+		return c.opError("read", net.ErrClosed)
+	case errors.Is(err, ErrFrameTooLarge) || errors.Is(err, ErrInvalidJSON):
+		if c.netClosed.CompareAndSwap(false, true) {
+			c.conn.Close()
+		}
+	}
+	return err
+}
+
+// writeError maps an error from the Writer: once the wrapped conn is closed,
+// whatever the wrapped conn said becomes net.ErrClosed.
+func (c *Conn) writeError(err error) error {
+	if err != nil && c.netClosed.Load() {
+		return c.opError("write", net.ErrClosed)
+	}
+	return err
+}
+
+func (c *Conn) setError(err error) error {
+	if err != nil && c.netClosed.Load() {
+		return c.opError("set", net.ErrClosed)
+	}
+	return err
+}
+
+// opError returns err wrapped like the errors of package net.
+func (c *Conn) opError(op string, err error) error {
+	e := &net.OpError{Op: op, Net: "jsonconn", Err: err}
+	if a := c.conn.LocalAddr(); a != nil {
+		e.Net, e.Source = a.Network(), a
+	}
+	e.Addr = c.conn.RemoteAddr()
+	return e
+}

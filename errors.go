@@ -1,0 +1,112 @@
+package jsonconn
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+)
+
+var (
+	// ErrFrameTooLarge is matched (with errors.Is) by the error returned when a
+	// frame's payload exceeds the frame cap: by Write and Send for a message the
+	// caller tried to send, which is refused before any byte is written, and by
+	// the reading methods for a frame header announced by the peer, which ends
+	// the stream. The error itself is a *FrameSizeError carrying the sizes.
+	ErrFrameTooLarge = errors.New("jsonconn: frame too large")
+
+	// ErrInvalidJSON is matched (with errors.Is) by the error returned when a
+	// payload is not exactly one JSON value: by Write for a message the caller
+	// tried to send, which is refused before any byte is written, and by the
+	// reading methods for a frame received from the peer, which ends the stream.
+	// The error itself is an *InvalidJSONError carrying the offset.
+	ErrInvalidJSON = errors.New("jsonconn: invalid JSON")
+
+	// ErrPending is matched (with errors.Is) by the error that Write, Send and
+	// their batch forms return when a deadline (or another I/O timeout) struck
+	// after part of the frame had already been written. The message is
+	// committed: Write reports len(p), the unsent rest of the frame is kept and
+	// goes out ahead of anything else on the next write or Flush, and the peer
+	// receives the message whole. Do not send it again. The same error also
+	// matches os.ErrDeadlineExceeded and is a net.Error whose Timeout reports
+	// true, so code that only knows net.Conn sees an ordinary timeout.
+	//
+	// A timeout that struck before any byte of the frame left does not match
+	// ErrPending: that message was not sent and the Write returns 0.
+	ErrPending = errors.New("jsonconn: write timed out after part of the frame was sent; the rest is pending")
+)
+
+// A FrameSizeError reports a frame whose payload is larger than the frame cap.
+// It matches ErrFrameTooLarge.
+type FrameSizeError struct {
+	Size int64 // payload length: declared by the peer's header, or of the caller's message
+	Max  int   // the frame cap in force
+}
+
+func (e *FrameSizeError) Error() string {
+	return fmt.Sprintf("jsonconn: frame of %d bytes exceeds the %d-byte limit", e.Size, e.Max)
+}
+
+// Unwrap returns ErrFrameTooLarge.
+func (e *FrameSizeError) Unwrap() error { return ErrFrameTooLarge }
+
+// An InvalidJSONError reports a payload that is not exactly one JSON value.
+// It matches ErrInvalidJSON and the *json.SyntaxError it wraps.
+type InvalidJSONError struct {
+	Offset int64 // offset in the payload at which the error was detected
+	Err    error // the underlying error, a *json.SyntaxError
+}
+
+func (e *InvalidJSONError) Error() string {
+	return fmt.Sprintf("jsonconn: invalid JSON at offset %d: %v", e.Offset, e.Err)
+}
+
+// Unwrap returns ErrInvalidJSON and the underlying error.
+func (e *InvalidJSONError) Unwrap() []error { return []error{ErrInvalidJSON, e.Err} }
+
+// invalidJSON builds the error for a payload that json.Valid rejected. It runs
+// only on that failure path, so it may scan the payload once more to find the
+// offset.
+func invalidJSON(p []byte) error {
+	err := json.Unmarshal(p, new(json.RawMessage))
+	return syntaxError(err)
+}
+
+// syntaxError converts err from the standard JSON scanner into an
+// *InvalidJSONError.
+func syntaxError(err error) error {
+	e := &InvalidJSONError{Err: err}
+	var se *json.SyntaxError
+	if errors.As(err, &se) {
+		e.Offset = se.Offset
+	}
+	return e
+}
+
+// pendingError is the timeout returned for a committed frame of which only a
+// part was written. See ErrPending.
+type pendingError struct {
+	err error // the timeout from the underlying writer
+}
+
+func (e *pendingError) Error() string   { return ErrPending.Error() + ": " + e.err.Error() }
+func (e *pendingError) Unwrap() []error { return []error{ErrPending, e.err} }
+func (e *pendingError) Timeout() bool   { return true }
+
+// Temporary forwards to the underlying timeout; it exists so that
+// pendingError satisfies net.Error, which callers type-assert directly.
+func (e *pendingError) Temporary() bool {
+	var ne interface{ Temporary() bool }
+	return errors.As(e.err, &ne) && ne.Temporary()
+}
+
+// isTimeout reports whether err is an I/O timeout: one that leaves the
+// stream intact and may be retried once the deadline has been moved.
+func isTimeout(err error) bool {
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return true
+	}
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}

@@ -1,0 +1,276 @@
+package jsonconn
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"io"
+	"reflect"
+)
+
+// A Reader decodes frames from an io.Reader: a pipe, standard input, a file
+// or a connection that is not a net.Conn.
+//
+// A Reader is not safe for concurrent use; Conn adds the locking for
+// connections. It reads from its source only when a method asks for the next
+// message, and holds at most one frame's worth of bytes beyond what has been
+// consumed (see the buffering policy in backpressure.go).
+//
+// Errors from the source and protocol violations end the stream: after one,
+// every reading method returns the same error. The exceptions are timeouts
+// (any error that is an os.ErrDeadlineExceeded or a net.Error whose Timeout
+// reports true), which lose nothing: the bytes received so far stay buffered
+// and the next call continues the frame where it stopped; and errors that
+// Receive gets from json.Unmarshal for a valid payload that does not fit the
+// destination, which consume that message and leave the stream in sync.
+type Reader struct {
+	src      io.Reader
+	max      int
+	validate bool
+
+	bufp *[]byte // pooled buffer; nil when nothing is buffered
+	r, w int     // (*bufp)[r:w] holds the bytes received and not yet consumed
+
+	msg  []byte // rest of the message being returned through Read, in *bufp
+	rerr error  // error the source returned along with bytes still to be consumed
+	err  error  // sticky error that ended the stream
+}
+
+// NewReader returns a Reader that decodes frames from r. A nil cfg means the
+// defaults.
+func NewReader(r io.Reader, cfg *Config) *Reader {
+	rd := new(Reader)
+	rd.init(r, cfg)
+	return rd
+}
+
+func (r *Reader) init(src io.Reader, cfg *Config) {
+	r.src = src
+	r.max = cfg.maxFrameSize()
+	r.validate = cfg == nil || !cfg.DisableValidation
+}
+
+// ReadMessage reads the next message and returns its payload in a new slice
+// owned by the caller. It blocks until a whole frame has arrived.
+//
+// At a clean end of stream (the source reports io.EOF exactly between two
+// frames), ReadMessage returns io.EOF; an end inside a frame is
+// io.ErrUnexpectedEOF. A frame whose declared length exceeds the cap returns a
+// *FrameSizeError before any of its body is read or any buffer sized by the
+// header is allocated; with validation on, a payload that is not one JSON
+// value returns an *InvalidJSONError. All of these end the stream.
+//
+// If a previous Read consumed only part of a message, ReadMessage returns the
+// unread rest of that message.
+func (r *Reader) ReadMessage() ([]byte, error) {
+	p, err := r.next(r.validate)
+	if err != nil {
+		return nil, err
+	}
+	m := make([]byte, len(p))
+	copy(m, p)
+	r.consumed()
+	return m, nil
+}
+
+// AppendMessage reads the next message like ReadMessage and appends its
+// payload to dst, returning the extended slice. A caller that reuses dst
+// (passing dst[:0]) reads messages without allocating. On error dst is
+// returned unchanged.
+func (r *Reader) AppendMessage(dst []byte) ([]byte, error) {
+	p, err := r.next(r.validate)
+	if err != nil {
+		return dst, err
+	}
+	dst = append(dst, p...)
+	r.consumed()
+	return dst, nil
+}
+
+// Read reads payload bytes into p. It never returns bytes of two messages in
+// one call: a message longer than p continues on the next Read, and the next
+// message starts only on the call after the last byte of this one. That makes
+// a Reader a stream of JSON values for json.NewDecoder. Empty payloads (which
+// only occur with validation off) contribute no bytes and are skipped. Errors
+// are those of ReadMessage.
+func (r *Reader) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	for len(r.msg) == 0 {
+		m, err := r.next(r.validate)
+		if err != nil {
+			return 0, err
+		}
+		r.msg = m
+		if len(m) == 0 {
+			r.consumed()
+		}
+	}
+	n := copy(p, r.msg)
+	r.msg = r.msg[n:]
+	if len(r.msg) == 0 {
+		r.consumed()
+	}
+	return n, nil
+}
+
+// Receive reads the next message and decodes it into v with json.Unmarshal.
+//
+// Receive does not scan the payload twice: when validation is on it relies on
+// json.Unmarshal's own syntax check, and a syntax error there is the peer's
+// fault, returned as an *InvalidJSONError that ends the stream like any other
+// invalid payload. Any other error from json.Unmarshal (a type mismatch, say)
+// is returned as is: the message is consumed and the stream stays usable.
+// A v that is not a non-nil pointer is refused with *json.InvalidUnmarshalError
+// before anything is read.
+func (r *Reader) Receive(v any) error {
+	if err := checkUnmarshalTarget(v); err != nil {
+		return err
+	}
+	// The rest of a message that Read started was validated when it arrived,
+	// and a syntax error in it is no fault of the peer.
+	peer := len(r.msg) == 0 && r.validate
+	p, err := r.next(false)
+	if err != nil {
+		return err
+	}
+	err = json.Unmarshal(p, v)
+	r.consumed()
+	var se *json.SyntaxError
+	if peer && errors.As(err, &se) {
+		r.err = syntaxError(err)
+		r.drop()
+		return r.err
+	}
+	return err
+}
+
+// checkUnmarshalTarget refuses a destination json.Unmarshal would refuse only
+// after parsing, so that a caller's mistake does not consume a message.
+func checkUnmarshalTarget(v any) error {
+	rv := reflect.ValueOf(v)
+	if rv.Kind() != reflect.Pointer || rv.IsNil() {
+		return &json.InvalidUnmarshalError{Type: reflect.TypeOf(v)}
+	}
+	return nil
+}
+
+// next returns the payload of the next message, or the unread rest of the
+// message that Read is returning. The payload aliases the Reader's buffer: it
+// stays valid until the caller calls consumed, which it must do once done.
+func (r *Reader) next(validate bool) ([]byte, error) {
+	if len(r.msg) > 0 {
+		p := r.msg
+		r.msg = nil
+		return p, nil
+	}
+	if r.err != nil {
+		return nil, r.err
+	}
+	if err := r.fill(headerLen); err != nil {
+		return nil, r.fail(err)
+	}
+	buf := *r.bufp
+	n := binary.BigEndian.Uint32(buf[r.r:])
+	if uint64(n) > uint64(r.max) {
+		r.err = &FrameSizeError{Size: int64(n), Max: r.max}
+		r.drop()
+		return nil, r.err
+	}
+	size := headerLen + int(n)
+	if err := r.fill(size); err != nil {
+		return nil, r.fail(err)
+	}
+	buf = *r.bufp // fill may have moved the frame to a larger buffer
+	p := buf[r.r+headerLen : r.r+size : r.r+size]
+	if validate && !json.Valid(p) {
+		r.err = invalidJSON(p)
+		r.drop()
+		return nil, r.err
+	}
+	r.r += size
+	return p, nil
+}
+
+// consumed tells the Reader that the payload returned by next is no longer in
+// use. The buffer goes back to its pool once nothing in it is left unread.
+func (r *Reader) consumed() {
+	if r.r == r.w && len(r.msg) == 0 && r.bufp != nil {
+		r.drop()
+	}
+}
+
+// drop releases the buffer and whatever it holds.
+func (r *Reader) drop() {
+	if r.bufp != nil {
+		putBuf(r.bufp)
+	}
+	r.bufp, r.r, r.w, r.msg = nil, 0, 0, nil
+}
+
+// maxEmptyReads bounds the calls to a source that returns no data and no
+// error, as in bufio.
+const maxEmptyReads = 100
+
+// fill reads until at least need bytes are buffered. Only here does a Reader
+// read from its source, and never into more than one buffer: the buffer grows
+// only to hold the frame being read.
+func (r *Reader) fill(need int) error {
+	empty := 0
+	for r.w-r.r < need {
+		if err := r.rerr; err != nil {
+			r.rerr = nil
+			return err
+		}
+		if r.bufp == nil {
+			r.bufp = getBuf(max(need, readBufferSize+headerLen))
+		} else if buf := *r.bufp; len(buf)-r.r < need {
+			// Make room: move what is buffered to the front, into a larger
+			// buffer if the frame needs one.
+			if need > len(buf) {
+				nb := getBuf(need)
+				copy(*nb, buf[r.r:r.w])
+				putBuf(r.bufp)
+				r.bufp = nb
+			} else {
+				copy(buf, buf[r.r:r.w])
+			}
+			r.w -= r.r
+			r.r = 0
+		}
+		n, err := r.src.Read((*r.bufp)[r.w:])
+		r.w += n
+		if err != nil {
+			if r.w-r.r < need {
+				return err
+			}
+			// The frame is complete. A timeout can wait for the next read
+			// that needs the network; any other error is kept for it.
+			if !isTimeout(err) {
+				r.rerr = err
+			}
+			return nil
+		}
+		if n == 0 {
+			if empty++; empty >= maxEmptyReads {
+				return io.ErrNoProgress
+			}
+		}
+	}
+	return nil
+}
+
+// fail classifies an error from fill. A timeout keeps every byte received so
+// far, so the frame resumes on the next call; anything else ends the stream.
+func (r *Reader) fail(err error) error {
+	if isTimeout(err) {
+		return err
+	}
+	if err == io.EOF && r.w > r.r {
+		err = io.ErrUnexpectedEOF
+	}
+	r.err = err
+	r.drop()
+	return err
+}
