@@ -11,12 +11,15 @@ import (
 // Reading happens only on demand. A Reader calls Read on its source only from
 // inside a caller's ReadMessage, AppendMessage, Receive or Read, and only when
 // the bytes it already holds do not contain the whole next frame. No goroutine
-// reads ahead. Each such Read fills at most the free part of a single buffer,
-// so that a Reader never holds more than
+// reads ahead. Each such Read fills at most the free part of a single buffer.
+// Buffers come in size classes of a power of two plus headerLen, and a Reader
+// moves to a larger one only to hold a frame that its header has announced
+// and the cap allows, so it never holds more than
 //
-//	max(readBufferSize, MaxFrameSize) + headerLen
+//	max(readBufferSize, MaxFrameSize rounded up to a power of two) + headerLen
 //
-// bytes for its peer, however fast the peer sends. A receiver that stops asking
+// bytes for its peer, however fast the peer sends: 256 KiB + 4 with the
+// default cap. A receiver that stops asking
 // for messages stops reading; the kernel's receive buffer fills, the TCP window
 // closes, and the sender's writes block (or meet their deadline). That is the
 // backpressure the wire protocol relies on.

@@ -54,7 +54,7 @@ func (e *FrameSizeError) Unwrap() error { return ErrFrameTooLarge }
 // An InvalidJSONError reports a payload that is not exactly one JSON value.
 // It matches ErrInvalidJSON and the *json.SyntaxError it wraps.
 type InvalidJSONError struct {
-	Offset int64 // offset in the payload at which the error was detected
+	Offset int64 // bytes of the payload read before the error was detected, as in json.SyntaxError
 	Err    error // the underlying error, a *json.SyntaxError
 }
 

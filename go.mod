@@ -8,3 +8,5 @@ module github.com/jsonconn/jsonconn
 go 1.23.0
 
 require golang.org/x/net v0.42.0
+
+require github.com/google/go-cmp v0.7.0 // indirect

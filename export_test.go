@@ -1,0 +1,27 @@
+package jsonconn
+
+// Held reports the bytes of buffer a Reader holds (0 when idle), for tests
+// of the buffering policy.
+func (r *Reader) Held() int {
+	if r.bufp == nil {
+		return 0
+	}
+	return len(*r.bufp)
+}
+
+// Held reports the bytes of buffer a Conn holds for reading and for a pending
+// frame rest.
+func (c *Conn) Held() int {
+	c.rmu.Lock()
+	n := c.r.Held()
+	c.rmu.Unlock()
+	c.wmu.Lock()
+	if c.w.pendp != nil {
+		n += len(*c.w.pendp)
+	}
+	c.wmu.Unlock()
+	return n
+}
+
+// ReadBufferSize is the payload capacity of a Reader's default buffer.
+const ReadBufferSize = readBufferSize

@@ -1,0 +1,332 @@
+package jsonconn_test
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"io"
+	"os"
+	"runtime"
+	"strings"
+	"testing"
+	"testing/iotest"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/jsonconn/jsonconn"
+)
+
+// frame returns the wire bytes of one frame with payload p.
+func frame(p string) []byte {
+	b := binary.BigEndian.AppendUint32(nil, uint32(len(p)))
+	return append(b, p...)
+}
+
+// frames returns the wire bytes of one frame per payload.
+func frames(ps ...string) []byte {
+	var b []byte
+	for _, p := range ps {
+		b = append(b, frame(p)...)
+	}
+	return b
+}
+
+func TestReaderReadNeverSpansMessages(t *testing.T) {
+	t.Parallel()
+	msgs := []string{`{"first":true}`, `[1,2,3]`, `"third message, longer than the buffer"`}
+	for _, size := range []int{1, 3, 7, 64} {
+		r := jsonconn.NewReader(bytes.NewReader(frames(msgs...)), nil)
+		var got []string
+		var cur []byte
+		p := make([]byte, size)
+		for {
+			n, err := r.Read(p)
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				t.Fatalf("size %d: Read: %v", size, err)
+			}
+			cur = append(cur, p[:n]...)
+			// A Read ends exactly at a message boundary or inside one
+			// message; it is complete once it is valid JSON and the
+			// next Read starts a new one.
+			if len(got) < len(msgs) && string(cur) == msgs[len(got)] {
+				got = append(got, string(cur))
+				cur = nil
+			} else if len(got) < len(msgs) && !strings.HasPrefix(msgs[len(got)], string(cur)) {
+				t.Fatalf("size %d: Read returned %q, which spans messages", size, cur)
+			}
+		}
+		if diff := cmp.Diff(msgs, got); diff != "" || len(cur) != 0 {
+			t.Errorf("size %d: messages (-want +got):\n%s\nleftover %q", size, diff, cur)
+		}
+	}
+}
+
+func TestReaderReadOneMessagePerCall(t *testing.T) {
+	t.Parallel()
+	r := jsonconn.NewReader(bytes.NewReader(frames(`1`, `22`, `333`)), nil)
+	p := make([]byte, 100)
+	for _, want := range []string{"1", "22", "333"} {
+		n, err := r.Read(p)
+		if err != nil || string(p[:n]) != want {
+			t.Fatalf("Read = %q, %v; want %q, nil", p[:n], err, want)
+		}
+	}
+	if n, err := r.Read(p); n != 0 || err != io.EOF {
+		t.Fatalf("Read at end = %d, %v; want 0, io.EOF", n, err)
+	}
+}
+
+func TestReaderSkipsEmptyPayloadsInRead(t *testing.T) {
+	t.Parallel()
+	r := jsonconn.NewReader(bytes.NewReader(frames(``, `ab`, ``, ``, `c`)), &jsonconn.Config{DisableValidation: true})
+	got, err := io.ReadAll(r)
+	if err != nil || string(got) != "abc" {
+		t.Fatalf("ReadAll = %q, %v; want %q, nil", got, err, "abc")
+	}
+	r = jsonconn.NewReader(bytes.NewReader(frames(``, `ab`)), &jsonconn.Config{DisableValidation: true})
+	if m, err := r.ReadMessage(); err != nil || m == nil || len(m) != 0 {
+		t.Fatalf("ReadMessage = %q (nil %t), %v; want an empty non-nil payload", m, m == nil, err)
+	}
+}
+
+func TestReaderMixedReadAndReadMessage(t *testing.T) {
+	t.Parallel()
+	r := jsonconn.NewReader(bytes.NewReader(frames(`"abcdef"`, `2`)), nil)
+	p := make([]byte, 3)
+	if n, err := r.Read(p); n != 3 || err != nil {
+		t.Fatalf("Read = %d, %v", n, err)
+	}
+	// ReadMessage returns the unread rest first, then whole messages.
+	for _, want := range []string{`cdef"`, `2`} {
+		if m, err := r.ReadMessage(); err != nil || string(m) != want {
+			t.Fatalf("ReadMessage = %q, %v; want %q", m, err, want)
+		}
+	}
+}
+
+// stutterReader returns at most chunk bytes per call and a deadline error
+// after every chunk, as a conn with a short deadline would.
+type stutterReader struct {
+	data    []byte
+	chunk   int
+	timeout bool
+}
+
+func (s *stutterReader) Read(p []byte) (int, error) {
+	if s.timeout = !s.timeout; s.timeout {
+		return 0, os.ErrDeadlineExceeded
+	}
+	if len(s.data) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p[:min(len(p), s.chunk)], s.data)
+	s.data = s.data[n:]
+	return n, nil
+}
+
+func TestReaderTimeoutLosesNothing(t *testing.T) {
+	t.Parallel()
+	msgs := []string{`{"a":"` + strings.Repeat("x", 40<<10) + `"}`, `[true,false,null]`, `1e10`}
+	for _, chunk := range []int{1, 2, 3, 5, 4096} {
+		src := &stutterReader{data: frames(msgs...), chunk: chunk}
+		r := jsonconn.NewReader(src, nil)
+		var got []string
+		timeouts := 0
+		for {
+			m, err := r.ReadMessage()
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				timeouts++
+				continue
+			}
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				t.Fatalf("chunk %d: %v", chunk, err)
+			}
+			got = append(got, string(m))
+		}
+		if diff := cmp.Diff(msgs, got); diff != "" {
+			t.Errorf("chunk %d: messages (-want +got):\n%s", chunk, diff)
+		}
+		if timeouts == 0 {
+			t.Errorf("chunk %d: no timeout was seen; the test did not test", chunk)
+		}
+	}
+}
+
+func TestReaderSourceErrorIsSticky(t *testing.T) {
+	t.Parallel()
+	// iotest.ErrTimeout is not a net.Error: it ends the stream like any error.
+	src := iotest.TimeoutReader(bytes.NewReader(frames(`1`, `2`)))
+	r := jsonconn.NewReader(iotest.OneByteReader(src), nil)
+	var err error
+	for i := 0; i < 3 && err == nil; i++ {
+		_, err = r.ReadMessage()
+	}
+	if err != iotest.ErrTimeout {
+		t.Fatalf("got %v, want iotest.ErrTimeout", err)
+	}
+	if _, err2 := r.ReadMessage(); err2 != err {
+		t.Fatalf("after the error: got %v, want it again", err2)
+	}
+}
+
+// headerThenFail returns a header and fails the test if it is read again.
+type headerThenFail struct {
+	t    *testing.T
+	hdr  []byte
+	done bool
+}
+
+func (h *headerThenFail) Read(p []byte) (int, error) {
+	if h.done {
+		h.t.Error("Reader waited for the body of an oversized frame")
+		return 0, io.EOF
+	}
+	h.done = true
+	return copy(p, h.hdr), nil
+}
+
+func TestReaderOversizeStopsAtHeader(t *testing.T) {
+	t.Parallel()
+	for _, n := range []uint32{DefaultCap + 1, 1 << 30, 0xFFFFFFFF} {
+		r := jsonconn.NewReader(&headerThenFail{t: t, hdr: binary.BigEndian.AppendUint32(nil, n)}, nil)
+		_, err := r.ReadMessage()
+		var fse *jsonconn.FrameSizeError
+		if !errors.As(err, &fse) || !errors.Is(err, jsonconn.ErrFrameTooLarge) {
+			t.Fatalf("header %#x: got %v, want a *FrameSizeError", n, err)
+		}
+		if fse.Size != int64(n) || fse.Max != DefaultCap {
+			t.Errorf("header %#x: got Size %d Max %d, want %d and %d", n, fse.Size, fse.Max, n, DefaultCap)
+		}
+		if r.Held() != 0 {
+			t.Errorf("header %#x: Reader holds %d bytes after the error, want 0", n, r.Held())
+		}
+	}
+}
+
+const DefaultCap = jsonconn.DefaultMaxFrameSize
+
+func TestReaderHugeHeaderAllocatesNothingLarge(t *testing.T) {
+	// Not parallel: it reads the process-wide allocation counter.
+	stream := append(binary.BigEndian.AppendUint32(nil, 0xFFFFFFFF), make([]byte, 1<<20)...)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	for i := 0; i < 10; i++ {
+		r := jsonconn.NewReader(bytes.NewReader(stream), nil)
+		if _, err := r.ReadMessage(); !errors.Is(err, jsonconn.ErrFrameTooLarge) {
+			t.Fatalf("got %v, want ErrFrameTooLarge", err)
+		}
+	}
+	runtime.ReadMemStats(&after)
+	perHeader := (after.TotalAlloc - before.TotalAlloc) / 10
+	t.Logf("a 0xFFFFFFFF header cost %d bytes of allocation", perHeader)
+	// The read buffer (16 KiB, pooled) and the error are all it may cost.
+	if limit := uint64(2 * (jsonconn.ReadBufferSize + 4)); perHeader > limit {
+		t.Errorf("a 0xFFFFFFFF header allocated %d bytes, want at most %d", perHeader, limit)
+	}
+}
+
+func TestReaderBufferReleasedWhenDrained(t *testing.T) {
+	t.Parallel()
+	big := `"` + strings.Repeat("b", 100<<10) + `"`
+	r := jsonconn.NewReader(iotest.HalfReader(bytes.NewReader(frames(`1`, big, `2`))), nil)
+	if r.Held() != 0 {
+		t.Fatalf("new Reader holds %d bytes, want 0", r.Held())
+	}
+	for i := 0; i < 3; i++ {
+		m, err := r.ReadMessage()
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Buffers come in power-of-two payload sizes.
+		if held, limit := r.Held(), 128<<10+4; held > limit {
+			t.Errorf("message %d: Reader holds %d bytes, more than the %d of one frame's buffer", i, held, limit)
+		}
+		_ = m
+	}
+	if r.Held() != 0 {
+		t.Errorf("drained Reader holds %d bytes, want 0", r.Held())
+	}
+}
+
+// loopReader repeats data forever.
+type loopReader struct {
+	data []byte
+	off  int
+}
+
+func (l *loopReader) Read(p []byte) (int, error) {
+	n := 0
+	for n < len(p) {
+		c := copy(p[n:], l.data[l.off:])
+		n += c
+		l.off = (l.off + c) % len(l.data)
+	}
+	return n, nil
+}
+
+func TestReaderAppendMessageDoesNotAllocate(t *testing.T) {
+	for _, validate := range []bool{false, true} {
+		src := &loopReader{data: frames(`{"id":1,"name":"small message","tags":["a","b"]}`, `[`+strings.Repeat("1,", 2000)+`1]`)}
+		r := jsonconn.NewReader(src, &jsonconn.Config{DisableValidation: !validate})
+		buf := make([]byte, 0, 8<<10)
+		allocs := testing.AllocsPerRun(1000, func() {
+			var err error
+			if buf, err = r.AppendMessage(buf[:0]); err != nil {
+				t.Fatal(err)
+			}
+		})
+		if allocs != 0 {
+			t.Errorf("validate=%t: AppendMessage allocated %.1f times per message, want 0", validate, allocs)
+		}
+	}
+}
+
+func TestReaderReceive(t *testing.T) {
+	t.Parallel()
+	type point struct{ X, Y int }
+	stream := frames(`{"X":1,"Y":2}`, `"not a point"`, `{"X":3,"Y":4}`, `{"X":`)
+	r := jsonconn.NewReader(bytes.NewReader(stream), nil)
+
+	var p point
+	if err := r.Receive(p); err == nil {
+		t.Fatal("Receive into a non-pointer succeeded")
+	}
+	if err := r.Receive(&p); err != nil || p != (point{1, 2}) {
+		t.Fatalf("Receive = %+v, %v; want {1 2}, nil (the refused call must not consume)", p, err)
+	}
+	// A type mismatch consumes the message and leaves the stream usable.
+	var ute *json.UnmarshalTypeError
+	if err := r.Receive(&p); !errors.As(err, &ute) {
+		t.Fatalf("Receive of a string into a struct: got %v, want *json.UnmarshalTypeError", err)
+	}
+	if err := r.Receive(&p); err != nil || p != (point{3, 4}) {
+		t.Fatalf("Receive after a type mismatch = %+v, %v; want {3 4}, nil", p, err)
+	}
+	// A syntax error is the peer's fault: it ends the stream.
+	err := r.Receive(&p)
+	var ije *jsonconn.InvalidJSONError
+	var se *json.SyntaxError
+	if !errors.As(err, &ije) || !errors.As(err, &se) || ije.Offset != 5 {
+		t.Fatalf("Receive of a truncated object: got %#v, want *InvalidJSONError at offset 5 wrapping *json.SyntaxError", err)
+	}
+	if err2 := r.Receive(&p); err2 != err {
+		t.Fatalf("after invalid JSON: got %v, want the same error again", err2)
+	}
+
+	// Without validation a syntax error in Receive is the caller's business.
+	r = jsonconn.NewReader(bytes.NewReader(frames(`{`, `{"X":5,"Y":6}`)), &jsonconn.Config{DisableValidation: true})
+	if err := r.Receive(&p); !errors.As(err, &se) || errors.Is(err, jsonconn.ErrInvalidJSON) {
+		t.Fatalf("unvalidated Receive of %q: got %v, want a plain *json.SyntaxError", "{", err)
+	}
+	if err := r.Receive(&p); err != nil || p != (point{5, 6}) {
+		t.Fatalf("Receive after it = %+v, %v; want {5 6}, nil", p, err)
+	}
+}
