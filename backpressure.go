@@ -42,6 +42,11 @@ const (
 	// one Read call brings in many small frames.
 	readBufferSize = 16 << 10
 
+	// coalesceLimit is the largest frame that a Writer copies into one
+	// buffer to write header and payload in one call, on writers that have
+	// no writev.
+	coalesceLimit = 16<<10 + headerLen
+
 	// maxFrameLimit bounds Config.MaxFrameSize, so that a buffer for any frame
 	// fits in an int on every platform.
 	maxFrameLimit = 1 << 30

@@ -27,6 +27,7 @@ type Writer struct {
 	dst      io.Writer
 	max      int
 	validate bool
+	vectored bool // dst turns net.Buffers into one writev call
 
 	hdr  [headerLen]byte
 	iov  [2][]byte   // header and payload, handed to net.Buffers
@@ -49,6 +50,10 @@ func (w *Writer) init(dst io.Writer, cfg *Config) {
 	w.dst = dst
 	w.max = cfg.maxFrameSize()
 	w.validate = cfg == nil || !cfg.DisableValidation
+	switch dst.(type) {
+	case *net.TCPConn, *net.UnixConn:
+		w.vectored = true
+	}
 }
 
 // Write sends p as exactly one message and reports how many bytes of p were
@@ -58,8 +63,9 @@ func (w *Writer) init(dst io.Writer, cfg *Config) {
 // Before any byte is written, Write refuses a p longer than the cap with a
 // *FrameSizeError and, with validation on, a p that is not one JSON value with
 // an *InvalidJSONError. It sends the rest of a frame left pending by an earlier
-// timeout ahead of p. Header and payload go out in one write call (writev on
-// TCP and Unix sockets).
+// timeout ahead of p. Header and payload go out in one write call: writev on
+// TCP and Unix sockets, one buffer elsewhere (frames over 16 KiB on writers
+// other than sockets take two calls, still under one lock).
 //
 // On a timeout Write returns 0 if no byte of p's frame left, and len(p) with an
 // error matching ErrPending if part of it did. Write does not keep p.
@@ -132,10 +138,7 @@ func (w *Writer) writeFrame(p []byte) (int, error) {
 		return 0, err
 	}
 	binary.BigEndian.PutUint32(w.hdr[:], uint32(len(p)))
-	w.iov = [2][]byte{w.hdr[:], p}
-	w.bufs = w.iov[:]
-	n, err := w.bufs.WriteTo(w.dst)
-	w.iov[1], w.bufs = nil, nil // do not keep p
+	n, err := w.writeOnce(p)
 	size := int64(headerLen + len(p))
 	if err == nil {
 		if n == size {
@@ -152,6 +155,30 @@ func (w *Writer) writeFrame(p []byte) (int, error) {
 	}
 	w.keep(p, int(n))
 	return len(p), &pendingError{err}
+}
+
+// writeOnce writes w.hdr and p in one write call where it can: as one writev
+// on TCP and Unix sockets, and otherwise, for frames up to coalesceLimit, as a
+// copy into one pooled buffer, so that a TLS conn makes one record and a pipe
+// one system call. Larger frames on other writers go out as header and
+// payload, two calls under the caller's lock, where the copy would cost more
+// than the call it saves.
+func (w *Writer) writeOnce(p []byte) (int64, error) {
+	size := headerLen + len(p)
+	if !w.vectored && size <= coalesceLimit {
+		bp := getBuf(size)
+		b := (*bp)[:size]
+		copy(b, w.hdr[:])
+		copy(b[headerLen:], p)
+		n, err := w.dst.Write(b)
+		putBuf(bp)
+		return int64(n), err
+	}
+	w.iov = [2][]byte{w.hdr[:], p}
+	w.bufs = w.iov[:]
+	n, err := w.bufs.WriteTo(w.dst)
+	w.iov[1], w.bufs = nil, nil // do not keep p
+	return n, err
 }
 
 // keep stores the unsent rest of the frame (w.hdr and p) of which the first n

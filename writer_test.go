@@ -239,3 +239,38 @@ func TestWriterDisableValidation(t *testing.T) {
 		t.Fatalf("got %q, want %q", got, want)
 	}
 }
+
+// countingWriter counts Write calls.
+type countingWriter struct {
+	bytes.Buffer
+	calls int
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	c.calls++
+	return c.Buffer.Write(p)
+}
+
+func TestWriterOneWriteCallPerSmallFrame(t *testing.T) {
+	t.Parallel()
+	var cw countingWriter
+	w := jsonconn.NewWriter(&cw, nil)
+	for _, m := range []string{`1`, `"two"`, `[` + strings.Repeat(`3,`, 8000) + `3]`} {
+		if _, err := w.Write([]byte(m)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if cw.calls != 3 {
+		t.Errorf("3 frames of up to 16 KiB took %d write calls, want 3", cw.calls)
+	}
+	big := `"` + strings.Repeat("x", 20<<10) + `"`
+	if err := w.Send(strings.Repeat("x", 20<<10)); err != nil {
+		t.Fatal(err)
+	}
+	if cw.calls != 5 {
+		t.Errorf("a frame over 16 KiB took %d write calls, want 2 (header, payload)", cw.calls-3)
+	}
+	if diff := cmp.Diff([]string{`1`, `"two"`, `[` + strings.Repeat(`3,`, 8000) + `3]`, big}, readAll(t, cw.Bytes())); diff != "" {
+		t.Errorf("stream (-want +got):\n%s", diff)
+	}
+}
