@@ -9,4 +9,4 @@ go 1.23.0
 
 require golang.org/x/net v0.42.0
 
-require github.com/google/go-cmp v0.7.0 // indirect
+require github.com/google/go-cmp v0.7.0
