@@ -24,10 +24,6 @@ func TestBackpressure(t *testing.T) {
 		t.Run(tr.name, func(t *testing.T) {
 			t.Parallel()
 			a, b := connPair(t, tr, nil)
-			type msg struct {
-				Seq int    `json:"seq"`
-				Pad string `json:"pad"`
-			}
 			pad := strings.Repeat("b", 1000)
 			const limit = 256 << 20 // a sender that gets this far was never stopped
 			var sent, committed int
@@ -36,7 +32,7 @@ func TestBackpressure(t *testing.T) {
 				// A fresh deadline for each message: only a full window
 				// makes a Send wait this long.
 				a.SetWriteDeadline(time.Now().Add(time.Second))
-				m := msg{committed, pad}
+				m := seqMsg{committed, pad}
 				if err = a.Send(m); err != nil {
 					break
 				}
@@ -57,33 +53,15 @@ func TestBackpressure(t *testing.T) {
 			}
 
 			// Reading one message takes one read buffer, no more.
-			a.SetWriteDeadline(time.Time{})
 			b.SetReadDeadline(time.Now().Add(hangTimeout))
-			var m msg
+			var m seqMsg
 			if err := b.Receive(&m); err != nil || m.Seq != 0 {
 				t.Fatalf("Receive = %d, %v", m.Seq, err)
 			}
 			if held := b.Held(); held > jsonconn.ReadBufferSize+4 {
 				t.Errorf("after one small message the receiver holds %d bytes, want at most %d", held, jsonconn.ReadBufferSize+4)
 			}
-			done := async(func() error { return a.Send(msg{-1, "end"}) })
-			for want := 1; ; want++ {
-				if err := b.Receive(&m); err != nil {
-					t.Fatalf("Receive after %d messages: %v", want, err)
-				}
-				if m.Seq == -1 {
-					if want != committed {
-						t.Fatalf("received %d messages, want the %d committed", want, committed)
-					}
-					break
-				}
-				if m.Seq != want || m.Pad != pad {
-					t.Fatalf("got message %d, want %d intact", m.Seq, want)
-				}
-			}
-			if err := await(t, done); err != nil {
-				t.Fatal(err)
-			}
+			finishSeq(t, a, b, 1, committed, pad)
 			if held := b.Held(); held != 0 {
 				t.Errorf("a drained receiver holds %d bytes, want 0", held)
 			}

@@ -107,6 +107,9 @@ func (c *Conn) AppendMessage(dst []byte) ([]byte, error) {
 }
 
 // Receive reads the next message and decodes it into v. See Reader.Receive.
+// Decoding happens under the read lock, so that a payload found invalid ends
+// the stream before any later message is handed out; concurrent Receive calls
+// therefore decode one at a time.
 func (c *Conn) Receive(v any) error {
 	if c.closed.Load() {
 		return c.opError("read", net.ErrClosed)

@@ -74,100 +74,91 @@ var records = []record{
 
 func TestConnSendReceive(t *testing.T) {
 	t.Parallel()
-	for _, tr := range transports {
-		t.Run(tr.name, func(t *testing.T) {
-			t.Parallel()
-			a, b := connPair(t, tr, nil)
-			sent := async(func() error {
-				for _, r := range records {
-					if err := a.Send(r); err != nil {
-						return err
-					}
-				}
-				return nil
-			})
-			for i, want := range records {
-				var got record
-				if err := b.Receive(&got); err != nil {
-					t.Fatalf("Receive %d: %v", i, err)
-				}
-				if diff := cmp.Diff(want, got); diff != "" {
-					t.Errorf("record %d (-want +got):\n%s", i, diff)
+	eachTransport(t, func(t *testing.T, tr transport) {
+		a, b := connPair(t, tr, nil)
+		sent := async(func() error {
+			for _, r := range records {
+				if err := a.Send(r); err != nil {
+					return err
 				}
 			}
-			if err := await(t, sent); err != nil {
-				t.Fatal(err)
-			}
+			return nil
 		})
-	}
+		for i, want := range records {
+			var got record
+			if err := b.Receive(&got); err != nil {
+				t.Fatalf("Receive %d: %v", i, err)
+			}
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("record %d (-want +got):\n%s", i, diff)
+			}
+		}
+		if err := await(t, sent); err != nil {
+			t.Fatal(err)
+		}
+	})
 }
 
 func TestConnReadNeverSpansMessages(t *testing.T) {
 	t.Parallel()
 	msgs := []string{`{"a":1}`, `"second"`, `[` + strings.Repeat(`0,`, 3000) + `0]`}
-	for _, tr := range transports {
-		t.Run(tr.name, func(t *testing.T) {
-			t.Parallel()
-			a, b := connPair(t, tr, nil)
-			sent := async(func() error {
-				for _, m := range msgs {
-					if _, err := a.Write([]byte(m)); err != nil {
-						return err
-					}
-				}
-				return nil
-			})
-			p := make([]byte, 1000)
-			for _, want := range msgs {
-				var got []byte
-				for len(got) < len(want) {
-					n, err := b.Read(p)
-					if err != nil {
-						t.Fatalf("Read: %v", err)
-					}
-					got = append(got, p[:n]...)
-				}
-				if string(got) != want {
-					t.Fatalf("Reads returned %.40q..., want exactly one message %.40q...", got, want)
+	eachTransport(t, func(t *testing.T, tr transport) {
+		a, b := connPair(t, tr, nil)
+		sent := async(func() error {
+			for _, m := range msgs {
+				if _, err := a.Write([]byte(m)); err != nil {
+					return err
 				}
 			}
-			if err := await(t, sent); err != nil {
-				t.Fatal(err)
-			}
+			return nil
 		})
-	}
+		p := make([]byte, 1000)
+		for _, want := range msgs {
+			var got []byte
+			for len(got) < len(want) {
+				n, err := b.Read(p)
+				if err != nil {
+					t.Fatalf("Read: %v", err)
+				}
+				got = append(got, p[:n]...)
+			}
+			if string(got) != want {
+				t.Fatalf("Reads returned %.40q..., want exactly one message %.40q...", got, want)
+			}
+		}
+		if err := await(t, sent); err != nil {
+			t.Fatal(err)
+		}
+	})
 }
 
 func TestConnWithJSONEncoderAndDecoder(t *testing.T) {
 	t.Parallel()
-	for _, tr := range transports {
-		t.Run(tr.name, func(t *testing.T) {
-			t.Parallel()
-			a, b := connPair(t, tr, nil)
-			sent := async(func() error {
-				enc := json.NewEncoder(a)
-				for _, r := range records {
-					if err := enc.Encode(r); err != nil {
-						return err
-					}
-				}
-				return nil
-			})
-			dec := json.NewDecoder(b)
-			for i, want := range records {
-				var got record
-				if err := dec.Decode(&got); err != nil {
-					t.Fatalf("Decode %d: %v", i, err)
-				}
-				if diff := cmp.Diff(want, got); diff != "" {
-					t.Errorf("record %d (-want +got):\n%s", i, diff)
+	eachTransport(t, func(t *testing.T, tr transport) {
+		a, b := connPair(t, tr, nil)
+		sent := async(func() error {
+			enc := json.NewEncoder(a)
+			for _, r := range records {
+				if err := enc.Encode(r); err != nil {
+					return err
 				}
 			}
-			if err := await(t, sent); err != nil {
-				t.Fatal(err)
-			}
+			return nil
 		})
-	}
+		dec := json.NewDecoder(b)
+		for i, want := range records {
+			var got record
+			if err := dec.Decode(&got); err != nil {
+				t.Fatalf("Decode %d: %v", i, err)
+			}
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("record %d (-want +got):\n%s", i, diff)
+			}
+		}
+		if err := await(t, sent); err != nil {
+			t.Fatal(err)
+		}
+	})
 }
 
 type Arith struct{}
@@ -181,58 +172,52 @@ func (Arith) Multiply(args Args, reply *int) error {
 
 func TestConnWithJSONRPC(t *testing.T) {
 	t.Parallel()
-	for _, tr := range transports {
-		t.Run(tr.name, func(t *testing.T) {
-			t.Parallel()
-			a, b := connPair(t, tr, nil)
-			srv := rpc.NewServer()
-			if err := srv.Register(Arith{}); err != nil {
+	eachTransport(t, func(t *testing.T, tr transport) {
+		a, b := connPair(t, tr, nil)
+		srv := rpc.NewServer()
+		if err := srv.Register(Arith{}); err != nil {
+			t.Fatal(err)
+		}
+		go srv.ServeCodec(jsonrpc.NewServerCodec(b))
+		client := jsonrpc.NewClient(a)
+		defer client.Close()
+		for i := 0; i < 20; i++ {
+			var got int
+			if err := client.Call("Arith.Multiply", Args{i, 7}, &got); err != nil {
 				t.Fatal(err)
 			}
-			go srv.ServeCodec(jsonrpc.NewServerCodec(b))
-			client := jsonrpc.NewClient(a)
-			defer client.Close()
-			for i := 0; i < 20; i++ {
-				var got int
-				if err := client.Call("Arith.Multiply", Args{i, 7}, &got); err != nil {
-					t.Fatal(err)
-				}
-				if got != i*7 {
-					t.Fatalf("got %d, want %d", got, i*7)
-				}
+			if got != i*7 {
+				t.Fatalf("got %d, want %d", got, i*7)
 			}
-		})
-	}
+		}
+	})
 }
 
 func TestConnRefusedMessageKeepsConnUsable(t *testing.T) {
 	t.Parallel()
-	for _, tr := range transports {
-		t.Run(tr.name, func(t *testing.T) {
-			t.Parallel()
-			a, b := connPair(t, tr, &jsonconn.Config{MaxFrameSize: 64})
-			if n, err := a.Write([]byte(`{"not json"`)); n != 0 || !errors.Is(err, jsonconn.ErrInvalidJSON) {
-				t.Fatalf("Write(invalid) = %d, %v", n, err)
-			}
-			if n, err := a.Write([]byte(`"` + strings.Repeat("x", 64) + `"`)); n != 0 || !errors.Is(err, jsonconn.ErrFrameTooLarge) {
-				t.Fatalf("Write(too large) = %d, %v", n, err)
-			}
-			if err := a.Send(func() {}); err == nil {
-				t.Fatal("Send(func) succeeded")
-			}
-			if err := a.Send(strings.Repeat("y", 100)); !errors.Is(err, jsonconn.ErrFrameTooLarge) {
-				t.Fatalf("Send(too large) = %v", err)
-			}
-			sent := async(func() error { return a.Send("fine") })
-			// The first thing the peer sees is the good message.
-			if m, err := b.ReadMessage(); err != nil || string(m) != `"fine"` {
-				t.Fatalf("peer got %q, %v; want %q", m, err, `"fine"`)
-			}
-			if err := await(t, sent); err != nil {
-				t.Fatal(err)
-			}
-		})
-	}
+	eachTransport(t, func(t *testing.T, tr transport) {
+		a, b := connPair(t, tr, &jsonconn.Config{MaxFrameSize: 64})
+		if n, err := a.Write([]byte(`{"not json"`)); n != 0 || !errors.Is(err, jsonconn.ErrInvalidJSON) {
+			t.Fatalf("Write(invalid) = %d, %v", n, err)
+		}
+		if n, err := a.Write([]byte(`"` + strings.Repeat("x", 64) + `"`)); n != 0 || !errors.Is(err, jsonconn.ErrFrameTooLarge) {
+			t.Fatalf("Write(too large) = %d, %v", n, err)
+		}
+		if err := a.Send(func() {}); err == nil {
+			t.Fatal("Send(func) succeeded")
+		}
+		if err := a.Send(strings.Repeat("y", 100)); !errors.Is(err, jsonconn.ErrFrameTooLarge) {
+			t.Fatalf("Send(too large) = %v", err)
+		}
+		sent := async(func() error { return a.Send("fine") })
+		// The first thing the peer sees is the good message.
+		if m, err := b.ReadMessage(); err != nil || string(m) != `"fine"` {
+			t.Fatalf("peer got %q, %v; want %q", m, err, `"fine"`)
+		}
+		if err := await(t, sent); err != nil {
+			t.Fatal(err)
+		}
+	})
 }
 
 // rawPair returns a raw conn and a Conn wrapping the other end.
@@ -295,34 +280,31 @@ func TestConnReadDeadlineMidFrameLosesNothing(t *testing.T) {
 
 func TestConnWriteDeadlineBeforeAnyByte(t *testing.T) {
 	t.Parallel()
-	for _, tr := range transports {
-		t.Run(tr.name, func(t *testing.T) {
-			t.Parallel()
-			a, b := connPair(t, tr, nil)
-			a.SetWriteDeadline(time.Now().Add(-time.Second))
-			n, err := a.Write([]byte(`"lost"`))
-			checkTimeout(t, err)
-			if n != 0 || errors.Is(err, jsonconn.ErrPending) {
-				t.Fatalf("Write past the deadline = %d, %v; want 0 and a timeout without ErrPending", n, err)
-			}
-			err = a.Send("lost too")
-			checkTimeout(t, err)
-			if errors.Is(err, jsonconn.ErrPending) {
-				t.Fatalf("Send past the deadline = %v; want no ErrPending", err)
-			}
-			if tr.name == "tls" {
-				return // crypto/tls's write side is broken for good after a timeout
-			}
-			a.SetWriteDeadline(time.Time{})
-			sent := async(func() error { return a.Send("kept") })
-			if m, err := b.ReadMessage(); err != nil || string(m) != `"kept"` {
-				t.Fatalf("peer got %q, %v; want %q", m, err, `"kept"`)
-			}
-			if err := await(t, sent); err != nil {
-				t.Fatal(err)
-			}
-		})
-	}
+	eachTransport(t, func(t *testing.T, tr transport) {
+		a, b := connPair(t, tr, nil)
+		a.SetWriteDeadline(time.Now().Add(-time.Second))
+		n, err := a.Write([]byte(`"lost"`))
+		checkTimeout(t, err)
+		if n != 0 || errors.Is(err, jsonconn.ErrPending) {
+			t.Fatalf("Write past the deadline = %d, %v; want 0 and a timeout without ErrPending", n, err)
+		}
+		err = a.Send("lost too")
+		checkTimeout(t, err)
+		if errors.Is(err, jsonconn.ErrPending) {
+			t.Fatalf("Send past the deadline = %v; want no ErrPending", err)
+		}
+		if tr.name == "tls" {
+			return // crypto/tls's write side is broken for good after a timeout
+		}
+		a.SetWriteDeadline(time.Time{})
+		sent := async(func() error { return a.Send("kept") })
+		if m, err := b.ReadMessage(); err != nil || string(m) != `"kept"` {
+			t.Fatalf("peer got %q, %v; want %q", m, err, `"kept"`)
+		}
+		if err := await(t, sent); err != nil {
+			t.Fatal(err)
+		}
+	})
 }
 
 // TestConnWriteDeadlineMidFrame stops a write after part of its frame left,
@@ -387,16 +369,12 @@ func TestConnWriteTimeoutKeepsStreamWhole(t *testing.T) {
 		t.Run(tr.name, func(t *testing.T) {
 			t.Parallel()
 			a, b := connPair(t, tr, nil)
-			type msg struct {
-				Seq int    `json:"seq"`
-				Pad string `json:"pad"`
-			}
 			pad := strings.Repeat("p", 32<<10)
 			a.SetWriteDeadline(time.Now().Add(200 * time.Millisecond))
 			committed := 0
 			var err error
 			for ; committed < 4000; committed++ { // 128 MiB: far beyond any socket buffer
-				if err = a.Send(msg{committed, pad}); err != nil {
+				if err = a.Send(seqMsg{committed, pad}); err != nil {
 					break
 				}
 			}
@@ -406,211 +384,179 @@ func TestConnWriteTimeoutKeepsStreamWhole(t *testing.T) {
 				committed++
 			}
 			t.Logf("%d messages committed before the deadline (last one pending: %t)", committed, pending)
-			a.SetWriteDeadline(time.Time{})
-			sent := async(func() error { return a.Send(msg{-1, "end"}) })
-			b.SetReadDeadline(time.Now().Add(hangTimeout)) // a torn stream would hang
-			for want := 0; ; want++ {
-				var got msg
-				if err := b.Receive(&got); err != nil {
-					t.Fatalf("Receive after %d messages: %v", want, err)
-				}
-				if got.Seq == -1 {
-					if want != committed {
-						t.Fatalf("peer got %d messages, want the %d committed", want, committed)
-					}
-					break
-				}
-				if got.Seq != want || got.Pad != pad {
-					t.Fatalf("peer got message %d (pad %d bytes), want %d", got.Seq, len(got.Pad), want)
-				}
-			}
-			if err := await(t, sent); err != nil {
-				t.Fatal(err)
-			}
+			finishSeq(t, a, b, 0, committed, pad)
 		})
 	}
 }
 
 func TestConnPastDeadlineAbortsPendingCalls(t *testing.T) {
 	t.Parallel()
-	for _, tr := range transports {
-		t.Run(tr.name, func(t *testing.T) {
-			t.Parallel()
-			a, _ := connPair(t, tr, nil)
-			started := make(chan struct{})
-			read := async(func() error {
-				close(started)
-				_, err := a.ReadMessage()
-				return err
-			})
-			progress := make(chan struct{}, 1)
-			write := async(func() error {
-				big := []byte(`"` + strings.Repeat("w", 200<<10) + `"`)
-				for {
-					if _, err := a.Write(big); err != nil {
-						return err
-					}
-					select {
-					case progress <- struct{}{}:
-					default:
-					}
-				}
-			})
-			<-started
-			a.SetReadDeadline(time.Now().Add(-time.Second))
-			checkTimeout(t, await(t, read))
-			a.SetWriteDeadline(time.Now().Add(-time.Second))
-			checkTimeout(t, await(t, write))
+	eachTransport(t, func(t *testing.T, tr transport) {
+		a, _ := connPair(t, tr, nil)
+		started := make(chan struct{})
+		read := async(func() error {
+			close(started)
+			_, err := a.ReadMessage()
+			return err
 		})
-	}
+		progress := make(chan struct{}, 1)
+		write := async(func() error {
+			big := []byte(`"` + strings.Repeat("w", 200<<10) + `"`)
+			for {
+				if _, err := a.Write(big); err != nil {
+					return err
+				}
+				select {
+				case progress <- struct{}{}:
+				default:
+				}
+			}
+		})
+		<-started
+		a.SetReadDeadline(time.Now().Add(-time.Second))
+		checkTimeout(t, await(t, read))
+		a.SetWriteDeadline(time.Now().Add(-time.Second))
+		checkTimeout(t, await(t, write))
+	})
 }
 
 func TestConnConcurrentWritersDoNotInterleave(t *testing.T) {
 	t.Parallel()
 	const writers, perWriter = 8, 100
-	for _, tr := range transports {
-		t.Run(tr.name, func(t *testing.T) {
-			t.Parallel()
-			a, b := connPair(t, tr, nil)
-			type msg struct {
-				W, N int
-				Pad  string
-			}
-			var wg sync.WaitGroup
-			errs := make(chan error, writers)
-			for w := 0; w < writers; w++ {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					for n := 0; n < perWriter; n++ {
-						// Sizes from tiny to larger than a socket write.
-						pad := strings.Repeat(string(rune('a'+w)), (n*n*37)%(150<<10))
-						if err := a.Send(msg{w, n, pad}); err != nil {
-							errs <- err
-							return
-						}
+	eachTransport(t, func(t *testing.T, tr transport) {
+		a, b := connPair(t, tr, nil)
+		type msg struct {
+			W, N int
+			Pad  string
+		}
+		var wg sync.WaitGroup
+		errs := make(chan error, writers)
+		for w := 0; w < writers; w++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for n := 0; n < perWriter; n++ {
+					// Sizes from tiny to larger than a socket write.
+					pad := strings.Repeat(string(rune('a'+w)), (n*n*37)%(150<<10))
+					if err := a.Send(msg{w, n, pad}); err != nil {
+						errs <- err
+						return
 					}
-				}()
-			}
-			next := make([]int, writers)
-			for i := 0; i < writers*perWriter; i++ {
-				var m msg
-				if err := b.Receive(&m); err != nil {
-					t.Fatalf("Receive %d: %v", i, err)
 				}
-				if m.N != next[m.W] || strings.Trim(m.Pad, string(rune('a'+m.W))) != "" {
-					t.Fatalf("writer %d: got message %d, want %d intact", m.W, m.N, next[m.W])
-				}
-				next[m.W]++
+			}()
+		}
+		next := make([]int, writers)
+		for i := 0; i < writers*perWriter; i++ {
+			var m msg
+			if err := b.Receive(&m); err != nil {
+				t.Fatalf("Receive %d: %v", i, err)
 			}
-			wg.Wait()
-			close(errs)
-			for err := range errs {
-				t.Fatal(err)
+			if m.N != next[m.W] || strings.Trim(m.Pad, string(rune('a'+m.W))) != "" {
+				t.Fatalf("writer %d: got message %d, want %d intact", m.W, m.N, next[m.W])
 			}
-		})
-	}
+			next[m.W]++
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Fatal(err)
+		}
+	})
 }
 
 func TestConnConcurrentReadersGetWholeMessages(t *testing.T) {
 	t.Parallel()
 	const readers, total = 4, 400
-	for _, tr := range transports {
-		t.Run(tr.name, func(t *testing.T) {
-			t.Parallel()
-			a, b := connPair(t, tr, nil)
-			sent := async(func() error {
-				for i := 0; i < total; i++ {
-					if err := a.Send(map[string]any{"i": i, "pad": strings.Repeat("r", i*97)}); err != nil {
-						return err
-					}
+	eachTransport(t, func(t *testing.T, tr transport) {
+		a, b := connPair(t, tr, nil)
+		sent := async(func() error {
+			for i := 0; i < total; i++ {
+				if err := a.Send(map[string]any{"i": i, "pad": strings.Repeat("r", i*97)}); err != nil {
+					return err
 				}
-				return a.Close() // the readers see io.EOF
-			})
-			var mu sync.Mutex
-			var got []int
-			var wg sync.WaitGroup
-			for r := 0; r < readers; r++ {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					for {
-						var m struct {
-							I   int
-							Pad string
-						}
-						err := b.Receive(&m)
-						if err == io.EOF {
-							return
-						}
-						if err != nil {
-							t.Errorf("Receive: %v", err)
-							return
-						}
-						if len(m.Pad) != m.I*97 {
-							t.Errorf("message %d arrived with %d bytes of padding", m.I, len(m.Pad))
-						}
-						mu.Lock()
-						got = append(got, m.I)
-						mu.Unlock()
-					}
-				}()
 			}
-			wg.Wait()
-			if err := await(t, sent); err != nil {
-				t.Fatal(err)
-			}
-			slices.Sort(got)
-			want := make([]int, total)
-			for i := range want {
-				want[i] = i
-			}
-			if diff := cmp.Diff(want, got); diff != "" {
-				t.Errorf("messages received (-want +got):\n%s", diff)
-			}
+			return a.Close() // the readers see io.EOF
 		})
-	}
+		var mu sync.Mutex
+		var got []int
+		var wg sync.WaitGroup
+		for r := 0; r < readers; r++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for {
+					var m struct {
+						I   int
+						Pad string
+					}
+					err := b.Receive(&m)
+					if err == io.EOF {
+						return
+					}
+					if err != nil {
+						t.Errorf("Receive: %v", err)
+						return
+					}
+					if len(m.Pad) != m.I*97 {
+						t.Errorf("message %d arrived with %d bytes of padding", m.I, len(m.Pad))
+					}
+					mu.Lock()
+					got = append(got, m.I)
+					mu.Unlock()
+				}
+			}()
+		}
+		wg.Wait()
+		if err := await(t, sent); err != nil {
+			t.Fatal(err)
+		}
+		slices.Sort(got)
+		want := make([]int, total)
+		for i := range want {
+			want[i] = i
+		}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("messages received (-want +got):\n%s", diff)
+		}
+	})
 }
 
 func TestConnCloseUnblocksAndReportsErrClosed(t *testing.T) {
 	t.Parallel()
-	for _, tr := range transports {
-		t.Run(tr.name, func(t *testing.T) {
-			t.Parallel()
-			a, _ := connPair(t, tr, nil)
-			read := async(func() error { _, err := a.ReadMessage(); return err })
-			write := async(func() error {
-				big := []byte(`"` + strings.Repeat("w", 200<<10) + `"`)
-				for {
-					if _, err := a.Write(big); err != nil {
-						return err
-					}
-				}
-			})
-			if err := a.Close(); err != nil {
-				t.Fatalf("Close = %v", err)
-			}
-			for name, ch := range map[string]<-chan error{"Read": read, "Write": write} {
-				if err := await(t, ch); !errors.Is(err, net.ErrClosed) {
-					t.Errorf("pending %s after Close: got %v, want net.ErrClosed", name, err)
-				}
-			}
-			checks := map[string]error{
-				"Close":       a.Close(),
-				"Read":        func() error { _, err := a.Read(make([]byte, 1)); return err }(),
-				"ReadMessage": func() error { _, err := a.ReadMessage(); return err }(),
-				"Receive":     a.Receive(new(any)),
-				"Write":       func() error { _, err := a.Write([]byte(`1`)); return err }(),
-				"Send":        a.Send(1),
-				"Flush":       a.Flush(),
-			}
-			for name, err := range checks {
-				if !errors.Is(err, net.ErrClosed) {
-					t.Errorf("%s after Close: got %v, want net.ErrClosed", name, err)
+	eachTransport(t, func(t *testing.T, tr transport) {
+		a, _ := connPair(t, tr, nil)
+		read := async(func() error { _, err := a.ReadMessage(); return err })
+		write := async(func() error {
+			big := []byte(`"` + strings.Repeat("w", 200<<10) + `"`)
+			for {
+				if _, err := a.Write(big); err != nil {
+					return err
 				}
 			}
 		})
-	}
+		if err := a.Close(); err != nil {
+			t.Fatalf("Close = %v", err)
+		}
+		for name, ch := range map[string]<-chan error{"Read": read, "Write": write} {
+			if err := await(t, ch); !errors.Is(err, net.ErrClosed) {
+				t.Errorf("pending %s after Close: got %v, want net.ErrClosed", name, err)
+			}
+		}
+		checks := map[string]error{
+			"Close":       a.Close(),
+			"Read":        func() error { _, err := a.Read(make([]byte, 1)); return err }(),
+			"ReadMessage": func() error { _, err := a.ReadMessage(); return err }(),
+			"Receive":     a.Receive(new(any)),
+			"Write":       func() error { _, err := a.Write([]byte(`1`)); return err }(),
+			"Send":        a.Send(1),
+			"Flush":       a.Flush(),
+		}
+		for name, err := range checks {
+			if !errors.Is(err, net.ErrClosed) {
+				t.Errorf("%s after Close: got %v, want net.ErrClosed", name, err)
+			}
+		}
+	})
 }
 
 func TestConnProtocolViolationClosesConn(t *testing.T) {
@@ -662,6 +608,43 @@ func TestConnProtocolViolationClosesConn(t *testing.T) {
 	}
 }
 
+// seqMsg is a numbered message, for tests that check what arrives.
+type seqMsg struct {
+	Seq int    `json:"seq"`
+	Pad string `json:"pad"`
+}
+
+// endSeq numbers the message that ends a sequence.
+const endSeq = -1
+
+// finishSeq sends the end of a sequence on a, with no deadline, and checks
+// that b then receives exactly messages from to to-1, each carrying pad, and
+// the end.
+func finishSeq(t testing.TB, a, b *jsonconn.Conn, from, to int, pad string) {
+	t.Helper()
+	a.SetWriteDeadline(time.Time{})
+	b.SetReadDeadline(time.Now().Add(hangTimeout)) // a torn stream would hang
+	sent := async(func() error { return a.Send(seqMsg{endSeq, ""}) })
+	for want := from; ; want++ {
+		var got seqMsg
+		if err := b.Receive(&got); err != nil {
+			t.Fatalf("Receive after message %d: %v", want-1, err)
+		}
+		if got.Seq == endSeq {
+			if want != to {
+				t.Fatalf("the sequence ended after message %d, want %d", want-1, to-1)
+			}
+			break
+		}
+		if got.Seq != want || got.Pad != pad {
+			t.Fatalf("got message %d (pad of %d bytes), want %d intact", got.Seq, len(got.Pad), want)
+		}
+	}
+	if err := await(t, sent); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func isTimeout(err error) bool {
 	ne, ok := err.(net.Error)
 	return ok && ne.Timeout()
@@ -669,65 +652,59 @@ func isTimeout(err error) bool {
 
 func TestConnEOFIsSticky(t *testing.T) {
 	t.Parallel()
-	for _, tr := range transports {
-		t.Run(tr.name, func(t *testing.T) {
-			t.Parallel()
-			raw, c := rawPair(t, tr, nil)
-			wrote := async(func() error {
-				if _, err := raw.Write(frame(`"last"`)); err != nil {
-					return err
-				}
-				return raw.Close()
-			})
-			if m, err := c.ReadMessage(); err != nil || string(m) != `"last"` {
-				t.Fatalf("got %q, %v", m, err)
+	eachTransport(t, func(t *testing.T, tr transport) {
+		raw, c := rawPair(t, tr, nil)
+		wrote := async(func() error {
+			if _, err := raw.Write(frame(`"last"`)); err != nil {
+				return err
 			}
-			for i := 0; i < 2; i++ {
-				if _, err := c.ReadMessage(); err != io.EOF {
-					t.Fatalf("ReadMessage %d at the end: got %v, want io.EOF", i, err)
-				}
-			}
-			if err := await(t, wrote); err != nil {
-				t.Fatal(err)
-			}
+			return raw.Close()
 		})
-	}
+		if m, err := c.ReadMessage(); err != nil || string(m) != `"last"` {
+			t.Fatalf("got %q, %v", m, err)
+		}
+		for i := 0; i < 2; i++ {
+			if _, err := c.ReadMessage(); err != io.EOF {
+				t.Fatalf("ReadMessage %d at the end: got %v, want io.EOF", i, err)
+			}
+		}
+		if err := await(t, wrote); err != nil {
+			t.Fatal(err)
+		}
+	})
 }
 
 func TestConnCloseWrite(t *testing.T) {
 	t.Parallel()
-	for _, tr := range transports {
-		t.Run(tr.name, func(t *testing.T) {
-			t.Parallel()
-			a, b := connPair(t, tr, nil)
-			if tr.name == "pipe" {
-				if err := a.CloseWrite(); !errors.Is(err, errors.ErrUnsupported) {
-					t.Fatalf("CloseWrite over net.Pipe: got %v, want errors.ErrUnsupported", err)
-				}
-				return
+	eachTransport(t, func(t *testing.T, tr transport) {
+		a, b := connPair(t, tr, nil)
+		if tr.name == "pipe" {
+			if err := a.CloseWrite(); !errors.Is(err, errors.ErrUnsupported) {
+				t.Fatalf("CloseWrite over net.Pipe: got %v, want errors.ErrUnsupported", err)
 			}
-			if err := a.Send("question"); err != nil {
-				t.Fatal(err)
-			}
-			if err := a.CloseWrite(); err != nil {
-				t.Fatalf("CloseWrite: %v", err)
-			}
-			if m, err := b.ReadMessage(); err != nil || string(m) != `"question"` {
-				t.Fatalf("got %q, %v", m, err)
-			}
-			if _, err := b.ReadMessage(); err != io.EOF {
-				t.Fatalf("after the half-close: got %v, want io.EOF", err)
-			}
-			// The other direction still works.
-			if err := b.Send("answer"); err != nil {
-				t.Fatal(err)
-			}
-			var got string
-			if err := a.Receive(&got); err != nil || got != "answer" {
-				t.Fatalf("got %q, %v", got, err)
-			}
-		})
-	}
+			return
+		}
+		if err := a.Send("question"); err != nil {
+			t.Fatal(err)
+		}
+		if err := a.CloseWrite(); err != nil {
+			t.Fatalf("CloseWrite: %v", err)
+		}
+		if m, err := b.ReadMessage(); err != nil || string(m) != `"question"` {
+			t.Fatalf("got %q, %v", m, err)
+		}
+		if _, err := b.ReadMessage(); err != io.EOF {
+			t.Fatalf("after the half-close: got %v, want io.EOF", err)
+		}
+		// The other direction still works.
+		if err := b.Send("answer"); err != nil {
+			t.Fatal(err)
+		}
+		var got string
+		if err := a.Receive(&got); err != nil || got != "answer" {
+			t.Fatalf("got %q, %v", got, err)
+		}
+	})
 }
 
 func TestConnAccessors(t *testing.T) {

@@ -116,6 +116,19 @@ var shortReads = []struct {
 	{"dataerr", iotest.DataErrReader},
 }
 
+// readMessages reads messages until the stream ends, and returns them with
+// the error that ended it.
+func readMessages(r *jsonconn.Reader) ([][]byte, error) {
+	var msgs [][]byte
+	for {
+		m, err := r.ReadMessage()
+		if err != nil {
+			return msgs, err
+		}
+		msgs = append(msgs, m)
+	}
+}
+
 // TestProtocolVectorsDecode checks that a Reader delivers what each vector of
 // docs/protocol.md says, however the source splits the stream.
 func TestProtocolVectorsDecode(t *testing.T) {
@@ -124,15 +137,7 @@ func TestProtocolVectorsDecode(t *testing.T) {
 		for _, sr := range shortReads {
 			t.Run(v.name+"/"+sr.name, func(t *testing.T) {
 				r := jsonconn.NewReader(sr.wrap(bytes.NewReader(v.stream)), &jsonconn.Config{MaxFrameSize: v.cap})
-				var got [][]byte
-				var err error
-				for {
-					var m []byte
-					if m, err = r.ReadMessage(); err != nil {
-						break
-					}
-					got = append(got, m)
-				}
+				got, err := readMessages(r)
 				if diff := cmp.Diff(v.payloads, got); diff != "" {
 					t.Errorf("payloads (-want +got):\n%s", diff)
 				}

@@ -157,3 +157,14 @@ func connPair(t testing.TB, tr transport, cfg *jsonconn.Config) (*jsonconn.Conn,
 	})
 	return ca, cb
 }
+
+// eachTransport runs f as a parallel subtest over every transport.
+func eachTransport(t *testing.T, f func(t *testing.T, tr transport)) {
+	t.Helper()
+	for _, tr := range transports {
+		t.Run(tr.name, func(t *testing.T) {
+			t.Parallel()
+			f(t, tr)
+		})
+	}
+}
