@@ -24,10 +24,12 @@ import (
 // closes, and the sender's writes block (or meet their deadline). That is the
 // backpressure the wire protocol relies on.
 //
-// An idle Reader holds no buffer. The buffer is taken from a pool when bytes
-// are needed and returned as soon as everything in it has been consumed, so
-// thousands of idle connections cost only their structs. Several small frames
-// that arrive together are served from one buffer filled by one Read call.
+// An idle Reader holds no buffer, even while a caller is blocked waiting for
+// a message: that read lands in a 512-byte pad inside the Reader, and only
+// once bytes have arrived is a buffer taken from a pool; it goes back as soon
+// as everything in it has been consumed. So thousands of idle connections cost
+// only their structs. Several small frames that arrive together are served
+// from one buffer filled by one Read call.
 //
 // A Writer holds no buffer either, except after a write deadline interrupted
 // a frame part-way: then it keeps the unsent rest (at most MaxFrameSize +
@@ -42,10 +44,12 @@ const (
 	// one Read call brings in many small frames.
 	readBufferSize = 16 << 10
 
-	// coalesceLimit is the largest frame that a Writer copies into one
-	// buffer to write header and payload in one call, on writers that have
-	// no writev.
-	coalesceLimit = 16<<10 + headerLen
+	// padSize is the size of the buffer inside each Reader where a read
+	// lands while nothing is buffered. A Reader blocked on a quiet peer holds
+	// only this; a pooled buffer is taken when bytes arrive. It holds a
+	// typical small message whole, so that one read system call suffices for
+	// it.
+	padSize = 512
 
 	// maxFrameLimit bounds Config.MaxFrameSize, so that a buffer for any frame
 	// fits in an int on every platform.

@@ -3,6 +3,7 @@ package jsonconn_test
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"runtime"
 	"strings"
@@ -70,7 +71,8 @@ func TestBackpressure(t *testing.T) {
 }
 
 // TestIdleConnMemory measures the heap that an idle Conn holds beyond its
-// wrapped conn, after it has carried traffic both ways.
+// wrapped conn, after it has carried traffic both ways, and while a
+// goroutine is blocked reading it: the usual state of a server's conn.
 func TestIdleConnMemory(t *testing.T) {
 	// Not parallel: it reads the process-wide heap.
 	const pairs = 100
@@ -80,11 +82,13 @@ func TestIdleConnMemory(t *testing.T) {
 		raw[i] = [2]net.Conn{a, b}
 		t.Cleanup(func() { a.Close(); b.Close() })
 	}
-	conns := make([]*jsonconn.Conn, 0, 2*pairs)
+	reads := make(chan struct{}, pairs)
+	var clients, servers []*jsonconn.Conn
 	before := liveHeap()
 	for _, r := range raw {
-		a, b := jsonconn.New(r[0], nil), jsonconn.New(r[1], nil)
-		conns = append(conns, a, b)
+		a := jsonconn.New(r[0], nil)
+		b := jsonconn.New(&signalConn{Conn: r[1], reads: reads, writes: make(chan struct{})}, nil)
+		clients, servers = append(clients, a), append(servers, b)
 		// Traffic both ways, so that every buffer has been taken and
 		// given back.
 		var got record
@@ -101,17 +105,38 @@ func TestIdleConnMemory(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	perConn := (liveHeap() - before) / int64(len(conns))
-	runtime.KeepAlive(conns)
-	t.Logf("an idle Conn holds %d bytes of heap beyond its wrapped conn", perConn)
-	if perConn > 8<<10 {
-		t.Errorf("an idle Conn holds %d bytes, want under 8 KiB", perConn)
-	}
-	for _, c := range conns {
+	for _, c := range append(clients, servers...) {
 		if held := c.Held(); held != 0 {
 			t.Fatalf("an idle Conn holds a %d-byte buffer, want none", held)
 		}
 	}
+	idle := (liveHeap() - before) / (2 * pairs)
+
+	// Now block a reader on each server Conn.
+	for len(reads) > 0 {
+		<-reads
+	}
+	done := make(chan error, pairs)
+	for _, b := range servers {
+		go func() { done <- b.Receive(new(any)) }()
+	}
+	for i := 0; i < pairs; i++ {
+		<-reads
+	}
+	waiting := (liveHeap() - before - idle*pairs) / pairs
+	t.Logf("an idle Conn holds %d bytes of heap beyond its wrapped conn; one with a reader blocked on it, %d", idle, waiting)
+	if idle > 8<<10 || waiting > 8<<10 {
+		t.Errorf("idle Conns hold %d and %d bytes, want under 8 KiB", idle, waiting)
+	}
+	for _, a := range clients {
+		a.Close()
+	}
+	for i := 0; i < pairs; i++ {
+		if err := <-done; err != io.EOF {
+			t.Fatalf("blocked Receive ended with %v, want io.EOF", err)
+		}
+	}
+	runtime.KeepAlive(servers)
 }
 
 // liveHeap returns the bytes of live heap objects after a full collection.

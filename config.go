@@ -1,7 +1,8 @@
 package jsonconn
 
 // DefaultMaxFrameSize is the frame cap used when Config.MaxFrameSize is zero:
-// 256 KiB of payload, the limit of the Node.js JsonSocket protocol.
+// 256 KiB (2^18 bytes) of payload, as in the Node.js JsonSocket design the wire
+// format follows.
 const DefaultMaxFrameSize = 1 << 18
 
 // A Config configures a Reader, Writer or Conn. A nil *Config and a zero

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"math"
 	"strings"
 	"testing"
 
@@ -21,7 +22,7 @@ func TestConfigFrameCap(t *testing.T) {
 		{"zero", &jsonconn.Config{}, jsonconn.DefaultMaxFrameSize},
 		{"negative", &jsonconn.Config{MaxFrameSize: -1}, jsonconn.DefaultMaxFrameSize},
 		{"small", &jsonconn.Config{MaxFrameSize: 10}, 10},
-		{"huge", &jsonconn.Config{MaxFrameSize: 1 << 40}, 1 << 30},
+		{"huge", &jsonconn.Config{MaxFrameSize: math.MaxInt}, 1 << 30},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -3,6 +3,7 @@ package jsonconn
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -46,7 +47,18 @@ type Conn struct {
 	w   Writer
 
 	closed    atomic.Bool // Close was called
-	netClosed atomic.Bool // the wrapped conn was closed, by Close or on a protocol violation
+	netClosed atomic.Bool // the wrapped conn was closed, by Close, on a protocol violation or by a Server
+	draining  atomic.Bool // a Server is shutting down: no new message will be waited for
+
+	// Set by a Server before the Conn reaches its handler, then read-only.
+	idleTimeout  time.Duration // a read waits at most this long for a whole message
+	writeTimeout time.Duration // write deadline set before each message
+	onDeath      func()        // called once when the Conn is closed or broken
+	deathOnce    sync.Once
+
+	// Guarded by rmu.
+	idleTimer *time.Timer // closes the Conn when idleTimeout expires
+	idleArmed bool
 }
 
 // New returns a Conn that speaks framed JSON over c. A nil cfg means the
@@ -72,38 +84,32 @@ func (c *Conn) NetConn() net.Conn { return c.conn }
 // A message that has already been received in full is returned even if the
 // read deadline has passed, as crypto/tls does; the deadline governs waiting
 // for the network.
-func (c *Conn) Read(p []byte) (int, error) {
-	if c.closed.Load() {
-		return 0, c.opError("read", net.ErrClosed)
-	}
-	c.rmu.Lock()
-	defer c.rmu.Unlock()
-	n, err := c.r.Read(p)
-	return n, c.readError(err)
+func (c *Conn) Read(p []byte) (n int, err error) {
+	err = c.read(func() (err error) {
+		n, err = c.r.Read(p)
+		return err
+	})
+	return n, err
 }
 
 // ReadMessage reads the next message and returns its payload in a new slice
 // owned by the caller. See Reader.ReadMessage.
-func (c *Conn) ReadMessage() ([]byte, error) {
-	if c.closed.Load() {
-		return nil, c.opError("read", net.ErrClosed)
-	}
-	c.rmu.Lock()
-	defer c.rmu.Unlock()
-	m, err := c.r.ReadMessage()
-	return m, c.readError(err)
+func (c *Conn) ReadMessage() (m []byte, err error) {
+	err = c.read(func() (err error) {
+		m, err = c.r.ReadMessage()
+		return err
+	})
+	return m, err
 }
 
 // AppendMessage reads the next message and appends its payload to dst. See
 // Reader.AppendMessage.
 func (c *Conn) AppendMessage(dst []byte) ([]byte, error) {
-	if c.closed.Load() {
-		return dst, c.opError("read", net.ErrClosed)
-	}
-	c.rmu.Lock()
-	defer c.rmu.Unlock()
-	dst, err := c.r.AppendMessage(dst)
-	return dst, c.readError(err)
+	err := c.read(func() (err error) {
+		dst, err = c.r.AppendMessage(dst)
+		return err
+	})
+	return dst, err
 }
 
 // Receive reads the next message and decodes it into v. See Reader.Receive.
@@ -111,13 +117,78 @@ func (c *Conn) AppendMessage(dst []byte) ([]byte, error) {
 // the stream before any later message is handed out; concurrent Receive calls
 // therefore decode one at a time.
 func (c *Conn) Receive(v any) error {
+	return c.read(func() error { return c.r.Receive(v) })
+}
+
+// read runs f, one of c.r's reading methods, under the read lock. It applies
+// a Server's idle timeout and draining, and maps f's error to what the Conn
+// returns.
+func (c *Conn) read(f func() error) error {
 	if c.closed.Load() {
 		return c.opError("read", net.ErrClosed)
 	}
 	c.rmu.Lock()
 	defer c.rmu.Unlock()
-	return c.readError(c.r.Receive(v))
+	if c.closed.Load() { // Close returned while this call waited for the lock
+		return c.opError("read", net.ErrClosed)
+	}
+	c.armIdleLocked()
+	for {
+		err := f()
+		if err == nil {
+			c.disarmIdleLocked()
+			return nil
+		}
+		if !c.draining.Load() || !isTimeout(err) {
+			return c.readError(err)
+		}
+		// Shutdown interrupted the read with a past deadline. Between
+		// messages that ends the stream; inside one, the frame is
+		// finished first.
+		if c.r.atBoundary() {
+			return c.r.fail(ErrServerClosed)
+		}
+		c.conn.SetReadDeadline(time.Time{})
+	}
 }
+
+// armIdleLocked starts the idle timer, unless it is already running because
+// an earlier read is still waiting for its message.
+func (c *Conn) armIdleLocked() {
+	if c.idleTimeout <= 0 || c.idleArmed {
+		return
+	}
+	if c.idleTimer == nil {
+		c.idleTimer = time.AfterFunc(c.idleTimeout, c.idleExpired)
+	} else {
+		c.idleTimer.Reset(c.idleTimeout)
+	}
+	c.idleArmed = true
+}
+
+// disarmIdleLocked stops the idle timer once a message has arrived.
+func (c *Conn) disarmIdleLocked() {
+	if c.idleArmed {
+		c.idleTimer.Stop()
+		c.idleArmed = false
+	}
+}
+
+// idleExpired closes the Conn when a read waited idleTimeout for a message.
+func (c *Conn) idleExpired() {
+	c.closeNet()
+}
+
+// drain makes reads that wait for a new message return ErrServerClosed, and
+// wakes one that is already waiting. Messages already received are still
+// returned, and a frame under way is finished.
+func (c *Conn) drain() {
+	c.draining.Store(true)
+	c.conn.SetReadDeadline(aLongTimeAgo)
+}
+
+// aLongTimeAgo is a deadline in the past, which aborts pending I/O at once.
+var aLongTimeAgo = time.Unix(1, 0)
 
 // Write sends p as exactly one message. It returns len(p) or 0, never a part;
 // see the Conn documentation for timeouts and Writer.Write for the rest.
@@ -131,6 +202,7 @@ func (c *Conn) Write(p []byte) (int, error) {
 	if c.closed.Load() {
 		return 0, c.opError("write", net.ErrClosed)
 	}
+	c.setWriteTimeoutLocked()
 	n, err := c.w.writeFrame(p)
 	return n, c.writeError(err)
 }
@@ -152,8 +224,16 @@ func (c *Conn) Send(v any) error {
 	if c.closed.Load() {
 		return c.opError("write", net.ErrClosed)
 	}
+	c.setWriteTimeoutLocked()
 	_, err = c.w.writeFrame(p)
 	return c.writeError(err)
+}
+
+// setWriteTimeoutLocked applies a Server's per-message write timeout.
+func (c *Conn) setWriteTimeoutLocked() {
+	if c.writeTimeout > 0 {
+		c.conn.SetWriteDeadline(time.Now().Add(c.writeTimeout))
+	}
 }
 
 // Flush sends the rest of a frame that a write timeout left pending, if any,
@@ -181,14 +261,14 @@ func (c *Conn) Pending() int {
 // after the last message; this Conn can still read. It returns an error
 // matching errors.ErrUnsupported if the wrapped conn cannot half-close.
 func (c *Conn) CloseWrite() error {
-	cw, ok := c.conn.(interface{ CloseWrite() error })
-	if !ok {
-		return fmt.Errorf("jsonconn: CloseWrite on %T: %w", c.conn, errors.ErrUnsupported)
-	}
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	if c.closed.Load() {
 		return c.opError("close", net.ErrClosed)
+	}
+	cw, ok := c.conn.(interface{ CloseWrite() error })
+	if !ok {
+		return fmt.Errorf("jsonconn: CloseWrite on %T: %w", c.conn, errors.ErrUnsupported)
 	}
 	if err := c.w.Flush(); err != nil {
 		return c.writeError(err)
@@ -206,10 +286,26 @@ func (c *Conn) Close() error {
 	if !c.closed.CompareAndSwap(false, true) {
 		return c.opError("close", net.ErrClosed)
 	}
+	return c.closeNet()
+}
+
+// closeNet closes the wrapped conn once, whoever asks first: Close, a
+// protocol violation, an idle timeout or a Server. It returns nil if the
+// wrapped conn was already closed.
+func (c *Conn) closeNet() error {
 	if !c.netClosed.CompareAndSwap(false, true) {
 		return nil
 	}
-	return c.conn.Close()
+	err := c.conn.Close()
+	c.died()
+	return err
+}
+
+// died reports to a Server, once, that the Conn is closed or broken.
+func (c *Conn) died() {
+	if c.onDeath != nil {
+		c.deathOnce.Do(c.onDeath)
+	}
 }
 
 // LocalAddr returns the local address of the wrapped conn.
@@ -242,10 +338,12 @@ func (c *Conn) readError(err error) error {
 		return nil
 	case c.closed.Load():
 		return c.opError("read", net.ErrClosed)
+	case c.netClosed.Load() && !errors.Is(err, ErrFrameTooLarge) && !errors.Is(err, ErrInvalidJSON):
+		return c.opError("read", net.ErrClosed) // closed by an idle timeout or a Server
 	case errors.Is(err, ErrFrameTooLarge) || errors.Is(err, ErrInvalidJSON):
-		if c.netClosed.CompareAndSwap(false, true) {
-			c.conn.Close()
-		}
+		c.closeNet()
+	case err != io.EOF && !isTimeout(err):
+		c.died() // io.EOF is a half-close: the Conn can still write
 	}
 	return err
 }
@@ -253,8 +351,14 @@ func (c *Conn) readError(err error) error {
 // writeError maps an error from the Writer: once the wrapped conn is closed,
 // whatever the wrapped conn said becomes net.ErrClosed.
 func (c *Conn) writeError(err error) error {
-	if err != nil && c.netClosed.Load() {
+	if err == nil {
+		return nil
+	}
+	if c.netClosed.Load() {
 		return c.opError("write", net.ErrClosed)
+	}
+	if !isTimeout(err) {
+		c.died()
 	}
 	return err
 }

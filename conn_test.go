@@ -389,34 +389,83 @@ func TestConnWriteTimeoutKeepsStreamWhole(t *testing.T) {
 	}
 }
 
+// blockedCalls starts a ReadMessage and writes on a Conn over a raw conn of
+// tr, which block in the raw conn because the peer neither writes nor reads
+// (the socket buffers are filled first). It returns once both have started;
+// the writes go on until one fails. Over TLS write is nil: crypto/tls fails
+// every write after the first timeout, which filling the buffers takes.
+func blockedCalls(t *testing.T, tr transport) (c *jsonconn.Conn, read, write <-chan error) {
+	t.Helper()
+	raw, peer := tr.pair(t)
+	sc := &signalConn{Conn: raw, reads: make(chan struct{}, 1), writes: make(chan struct{}, 1)}
+	c = jsonconn.New(sc, nil)
+	t.Cleanup(func() { c.Close(); peer.Close() })
+
+	read = async(func() error { _, err := c.ReadMessage(); return err })
+	<-sc.reads
+	if tr.name == "tls" {
+		return c, read, nil
+	}
+
+	big := []byte(`"` + strings.Repeat("w", 64<<10) + `"`)
+	for i := 0; ; i++ { // fill the buffers until a write times out
+		if i > 10000 {
+			t.Fatal("writes never blocked on a peer that does not read")
+		}
+		c.SetWriteDeadline(time.Now().Add(50 * time.Millisecond))
+		if _, err := c.Write(big); err != nil {
+			checkTimeout(t, err)
+			break
+		}
+	}
+	c.SetWriteDeadline(time.Time{})
+	select {
+	case <-sc.writes:
+	default:
+	}
+	write = async(func() error {
+		for {
+			if _, err := c.Write(big); err != nil {
+				return err
+			}
+		}
+	})
+	<-sc.writes
+	return c, read, write
+}
+
+// signalConn reports on its channels each Read and Write call as it starts.
+type signalConn struct {
+	net.Conn
+	reads, writes chan struct{}
+}
+
+func (s *signalConn) Read(p []byte) (int, error) {
+	select {
+	case s.reads <- struct{}{}:
+	default:
+	}
+	return s.Conn.Read(p)
+}
+
+func (s *signalConn) Write(p []byte) (int, error) {
+	select {
+	case s.writes <- struct{}{}:
+	default:
+	}
+	return s.Conn.Write(p)
+}
+
 func TestConnPastDeadlineAbortsPendingCalls(t *testing.T) {
 	t.Parallel()
 	eachTransport(t, func(t *testing.T, tr transport) {
-		a, _ := connPair(t, tr, nil)
-		started := make(chan struct{})
-		read := async(func() error {
-			close(started)
-			_, err := a.ReadMessage()
-			return err
-		})
-		progress := make(chan struct{}, 1)
-		write := async(func() error {
-			big := []byte(`"` + strings.Repeat("w", 200<<10) + `"`)
-			for {
-				if _, err := a.Write(big); err != nil {
-					return err
-				}
-				select {
-				case progress <- struct{}{}:
-				default:
-				}
-			}
-		})
-		<-started
-		a.SetReadDeadline(time.Now().Add(-time.Second))
+		c, read, write := blockedCalls(t, tr)
+		c.SetReadDeadline(time.Now().Add(-time.Second))
 		checkTimeout(t, await(t, read))
-		a.SetWriteDeadline(time.Now().Add(-time.Second))
-		checkTimeout(t, await(t, write))
+		if write != nil {
+			c.SetWriteDeadline(time.Now().Add(-time.Second))
+			checkTimeout(t, await(t, write))
+		}
 	})
 }
 
@@ -524,32 +573,27 @@ func TestConnConcurrentReadersGetWholeMessages(t *testing.T) {
 func TestConnCloseUnblocksAndReportsErrClosed(t *testing.T) {
 	t.Parallel()
 	eachTransport(t, func(t *testing.T, tr transport) {
-		a, _ := connPair(t, tr, nil)
-		read := async(func() error { _, err := a.ReadMessage(); return err })
-		write := async(func() error {
-			big := []byte(`"` + strings.Repeat("w", 200<<10) + `"`)
-			for {
-				if _, err := a.Write(big); err != nil {
-					return err
-				}
-			}
-		})
-		if err := a.Close(); err != nil {
+		c, read, write := blockedCalls(t, tr)
+		if err := c.Close(); err != nil {
 			t.Fatalf("Close = %v", err)
 		}
 		for name, ch := range map[string]<-chan error{"Read": read, "Write": write} {
+			if ch == nil {
+				continue
+			}
 			if err := await(t, ch); !errors.Is(err, net.ErrClosed) {
 				t.Errorf("pending %s after Close: got %v, want net.ErrClosed", name, err)
 			}
 		}
 		checks := map[string]error{
-			"Close":       a.Close(),
-			"Read":        func() error { _, err := a.Read(make([]byte, 1)); return err }(),
-			"ReadMessage": func() error { _, err := a.ReadMessage(); return err }(),
-			"Receive":     a.Receive(new(any)),
-			"Write":       func() error { _, err := a.Write([]byte(`1`)); return err }(),
-			"Send":        a.Send(1),
-			"Flush":       a.Flush(),
+			"Close":       c.Close(),
+			"Read":        func() error { _, err := c.Read(make([]byte, 1)); return err }(),
+			"ReadMessage": func() error { _, err := c.ReadMessage(); return err }(),
+			"Receive":     c.Receive(new(any)),
+			"Write":       func() error { _, err := c.Write([]byte(`1`)); return err }(),
+			"Send":        c.Send(1),
+			"Flush":       c.Flush(),
+			"CloseWrite":  c.CloseWrite(),
 		}
 		for name, err := range checks {
 			if !errors.Is(err, net.ErrClosed) {
@@ -720,4 +764,17 @@ func TestConnAccessors(t *testing.T) {
 		t.Error("addresses differ from the wrapped conn's")
 	}
 	var _ net.Conn = c
+}
+
+func TestConnTimedOutReadHoldsNoBuffer(t *testing.T) {
+	t.Parallel()
+	eachTransport(t, func(t *testing.T, tr transport) {
+		_, b := connPair(t, tr, nil)
+		b.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+		_, err := b.ReadMessage()
+		checkTimeout(t, err)
+		if held := b.Held(); held != 0 {
+			t.Fatalf("a Conn whose read timed out with nothing received holds %d bytes, want 0", held)
+		}
+	})
 }

@@ -6,9 +6,12 @@
 // Every message is a frame: a 4-byte big-endian unsigned length N, then N bytes
 // holding exactly one JSON value. N is at most the frame cap, 256 KiB
 // (DefaultMaxFrameSize) unless Config.MaxFrameSize says otherwise. It is the
-// format of the Node.js JsonSocket pattern, so Go programs can talk to Node.js,
-// Python or anything else that frames messages this way. docs/protocol.md in
-// the repository is the normative specification, with test vectors.
+// format of the JsonSocket design for Node.js (a net.Socket decorator with a
+// 4-byte length prefix), so Go programs can talk to Node.js, Python or
+// anything else that frames messages this way. (It is not the framing of the
+// npm package json-socket, which writes the length in decimal followed by
+// '#'.) docs/protocol.md in the repository is the normative specification,
+// with test vectors.
 //
 // # Types
 //

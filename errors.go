@@ -23,8 +23,8 @@ var (
 	// The error itself is an *InvalidJSONError carrying the offset.
 	ErrInvalidJSON = errors.New("jsonconn: invalid JSON")
 
-	// ErrPending is matched (with errors.Is) by the error that Write, Send and
-	// their batch forms return when a deadline (or another I/O timeout) struck
+	// ErrPending is matched (with errors.Is) by the error that Write and Send
+	// return when a deadline (or another I/O timeout) struck
 	// after part of the frame had already been written. The message is
 	// committed: Write reports len(p), the unsent rest of the frame is kept and
 	// goes out ahead of anything else on the next write or Flush, and the peer
@@ -35,6 +35,11 @@ var (
 	// A timeout that struck before any byte of the frame left does not match
 	// ErrPending: that message was not sent and the Write returns 0.
 	ErrPending = errors.New("jsonconn: write timed out after part of the frame was sent; the rest is pending")
+
+	// ErrServerClosed is returned by Server.Serve and Server.ListenAndServe
+	// after Shutdown or Close, and by the reading methods of a Conn served by
+	// a Server once Shutdown has stopped them from waiting for a new message.
+	ErrServerClosed = errors.New("jsonconn: Server closed")
 )
 
 // A FrameSizeError reports a frame whose payload is larger than the frame cap.

@@ -25,3 +25,12 @@ func (c *Conn) Held() int {
 
 // ReadBufferSize is the payload capacity of a Reader's default buffer.
 const ReadBufferSize = readBufferSize
+
+// HeldPending reports the bytes of buffer a Writer holds for a pending
+// frame rest.
+func (w *Writer) HeldPending() int {
+	if w.pendp == nil {
+		return 0
+	}
+	return len(*w.pendp)
+}

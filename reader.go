@@ -13,8 +13,9 @@ import (
 //
 // A Reader is not safe for concurrent use; Conn adds the locking for
 // connections. It reads from its source only when a method asks for the next
-// message, and holds at most one frame's worth of bytes beyond what has been
-// consumed (see the buffering policy in backpressure.go).
+// message, into at most one buffer, large enough for the current frame, and
+// holds none while nothing is buffered (see the buffering policy in
+// backpressure.go).
 //
 // Errors from the source and protocol violations end the stream: after one,
 // every reading method returns the same error. The exceptions are timeouts
@@ -28,8 +29,9 @@ type Reader struct {
 	max      int
 	validate bool
 
-	bufp *[]byte // pooled buffer; nil when nothing is buffered
-	r, w int     // (*bufp)[r:w] holds the bytes received and not yet consumed
+	bufp *[]byte       // pooled buffer; nil when nothing is buffered
+	r, w int           // (*bufp)[r:w] holds the bytes received and not yet consumed
+	pad  [padSize]byte // where a read lands while nothing is buffered
 
 	msg  []byte // rest of the message being returned through Read, in *bufp
 	rerr error  // error the source returned along with bytes still to be consumed
@@ -117,11 +119,12 @@ func (r *Reader) Read(p []byte) (int, error) {
 
 // Receive reads the next message and decodes it into v with json.Unmarshal.
 //
-// Receive does not scan the payload twice: when validation is on it relies on
-// json.Unmarshal's own syntax check, and a syntax error there is the peer's
-// fault, returned as an *InvalidJSONError that ends the stream like any other
-// invalid payload. Any other error from json.Unmarshal (a type mismatch, say)
-// is returned as is: the message is consumed and the stream stays usable.
+// Receive does not scan a valid payload twice: when validation is on it
+// relies on json.Unmarshal's own syntax check. A payload that is not valid
+// JSON is the peer's fault, returned as an *InvalidJSONError that ends the
+// stream like any other invalid payload. Any other error from json.Unmarshal
+// (a type mismatch, or an error from the destination's UnmarshalJSON) is
+// returned as is: the message is consumed and the stream stays usable.
 // A v that is not a non-nil pointer is refused with *json.InvalidUnmarshalError
 // before anything is read.
 func (r *Reader) Receive(v any) error {
@@ -136,13 +139,15 @@ func (r *Reader) Receive(v any) error {
 		return err
 	}
 	err = json.Unmarshal(p, v)
-	r.consumed()
 	var se *json.SyntaxError
-	if peer && errors.As(err, &se) {
+	if peer && errors.As(err, &se) && !json.Valid(p) {
+		// Invalid JSON from the peer. (A syntax error from the
+		// destination's own UnmarshalJSON, on a valid payload, is not.)
 		r.err = syntaxError(err)
 		r.drop()
 		return r.err
 	}
+	r.consumed()
 	return err
 }
 
@@ -193,6 +198,12 @@ func (r *Reader) next(validate bool) ([]byte, error) {
 	return p, nil
 }
 
+// atBoundary reports whether the Reader stands between two frames, holding
+// no part of one.
+func (r *Reader) atBoundary() bool {
+	return r.r == r.w && len(r.msg) == 0
+}
+
 // consumed tells the Reader that the payload returned by next is no longer in
 // use. The buffer goes back to its pool once nothing in it is left unread.
 func (r *Reader) consumed() {
@@ -223,24 +234,34 @@ func (r *Reader) fill(need int) error {
 			r.rerr = nil
 			return err
 		}
+		var n int
+		var err error
 		if r.bufp == nil {
-			r.bufp = getBuf(max(need, readBufferSize+headerLen))
-		} else if buf := *r.bufp; len(buf)-r.r < need {
-			// Make room: move what is buffered to the front, into a larger
-			// buffer if the frame needs one.
-			if need > len(buf) {
-				nb := getBuf(need)
-				copy(*nb, buf[r.r:r.w])
-				putBuf(r.bufp)
-				r.bufp = nb
-			} else {
-				copy(buf, buf[r.r:r.w])
+			// Nothing is buffered: wait in the small inline pad, so that
+			// a Reader blocked on a quiet peer holds no pooled buffer, and
+			// take one only once bytes have arrived.
+			if n, err = r.src.Read(r.pad[:]); n > 0 {
+				r.bufp = getBuf(max(need, readBufferSize+headerLen))
+				r.w = copy(*r.bufp, r.pad[:n])
 			}
-			r.w -= r.r
-			r.r = 0
+		} else {
+			if buf := *r.bufp; len(buf)-r.r < need {
+				// Make room: move what is buffered to the front, into a
+				// larger buffer if the frame needs one.
+				if need > len(buf) {
+					nb := getBuf(need)
+					copy(*nb, buf[r.r:r.w])
+					putBuf(r.bufp)
+					r.bufp = nb
+				} else {
+					copy(buf, buf[r.r:r.w])
+				}
+				r.w -= r.r
+				r.r = 0
+			}
+			n, err = r.src.Read((*r.bufp)[r.w:])
+			r.w += n
 		}
-		n, err := r.src.Read((*r.bufp)[r.w:])
-		r.w += n
 		if err != nil {
 			if r.w-r.r < need {
 				return err
@@ -265,6 +286,9 @@ func (r *Reader) fill(need int) error {
 // far, so the frame resumes on the next call; anything else ends the stream.
 func (r *Reader) fail(err error) error {
 	if isTimeout(err) {
+		if r.atBoundary() {
+			r.drop() // nothing to keep: an idle Reader holds no buffer
+		}
 		return err
 	}
 	if err == io.EOF && r.w > r.r {

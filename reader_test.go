@@ -330,3 +330,31 @@ func TestReaderReceive(t *testing.T) {
 		t.Fatalf("Receive after it = %+v, %v; want {5 6}, nil", p, err)
 	}
 }
+
+// embedded decodes a JSON document carried inside a JSON string, so its
+// UnmarshalJSON can fail with a *json.SyntaxError on a valid payload.
+type embedded struct{ V any }
+
+func (e *embedded) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return err
+	}
+	return json.Unmarshal([]byte(s), &e.V)
+}
+
+func TestReaderReceiveUnmarshalerSyntaxErrorIsNotThePeers(t *testing.T) {
+	t.Parallel()
+	r := jsonconn.NewReader(bytes.NewReader(frames(`{"X":"{not json"}`, `{"X":"[1]"}`)), nil)
+	var v struct{ X embedded }
+	var se *json.SyntaxError
+	if err := r.Receive(&v); !errors.As(err, &se) || errors.Is(err, jsonconn.ErrInvalidJSON) {
+		t.Fatalf("got %v, want the UnmarshalJSON's *json.SyntaxError, not ErrInvalidJSON", err)
+	}
+	if err := r.Receive(&v); err != nil {
+		t.Fatalf("Receive after a decode error on a valid payload: %v; want the next message", err)
+	}
+	if diff := cmp.Diff([]any{1.0}, v.X.V); diff != "" {
+		t.Errorf("decoded (-want +got):\n%s", diff)
+	}
+}

@@ -64,8 +64,7 @@ func (w *Writer) init(dst io.Writer, cfg *Config) {
 // *FrameSizeError and, with validation on, a p that is not one JSON value with
 // an *InvalidJSONError. It sends the rest of a frame left pending by an earlier
 // timeout ahead of p. Header and payload go out in one write call: writev on
-// TCP and Unix sockets, one buffer elsewhere (frames over 16 KiB on writers
-// other than sockets take two calls, still under one lock).
+// TCP and Unix sockets, one pooled buffer elsewhere.
 //
 // On a timeout Write returns 0 if no byte of p's frame left, and len(p) with an
 // error matching ErrPending if part of it did. Write does not keep p.
@@ -140,10 +139,10 @@ func (w *Writer) writeFrame(p []byte) (int, error) {
 	binary.BigEndian.PutUint32(w.hdr[:], uint32(len(p)))
 	n, err := w.writeOnce(p)
 	size := int64(headerLen + len(p))
+	if n == size && (err == nil || isTimeout(err)) {
+		return len(p), nil // all of it left: a timeout now is moot
+	}
 	if err == nil {
-		if n == size {
-			return len(p), nil
-		}
 		err = io.ErrShortWrite
 	}
 	if !isTimeout(err) {
@@ -157,15 +156,13 @@ func (w *Writer) writeFrame(p []byte) (int, error) {
 	return len(p), &pendingError{err}
 }
 
-// writeOnce writes w.hdr and p in one write call where it can: as one writev
-// on TCP and Unix sockets, and otherwise, for frames up to coalesceLimit, as a
-// copy into one pooled buffer, so that a TLS conn makes one record and a pipe
-// one system call. Larger frames on other writers go out as header and
-// payload, two calls under the caller's lock, where the copy would cost more
-// than the call it saves.
+// writeOnce writes w.hdr and p in one write call: one writev on TCP and Unix
+// sockets, and elsewhere one Write of a pooled buffer holding both, so that a
+// TLS conn seals the header into the payload's record rather than a record of
+// its own, and a pipe takes one system call.
 func (w *Writer) writeOnce(p []byte) (int64, error) {
-	size := headerLen + len(p)
-	if !w.vectored && size <= coalesceLimit {
+	if !w.vectored {
+		size := headerLen + len(p)
 		bp := getBuf(size)
 		b := (*bp)[:size]
 		copy(b, w.hdr[:])
@@ -200,18 +197,19 @@ func (w *Writer) flushPending() error {
 	}
 	n, err := w.dst.Write(w.pending)
 	w.pending = w.pending[n:]
-	if err == nil && len(w.pending) > 0 {
+	if len(w.pending) == 0 {
+		putBuf(w.pendp)
+		w.pendp, w.pending = nil, nil
+		if err == nil || isTimeout(err) {
+			return nil // all of it left: a timeout now is moot
+		}
+	} else if err == nil {
 		err = io.ErrShortWrite
 	}
-	if err != nil {
-		if !isTimeout(err) {
-			w.fail(err)
-		}
-		return err
+	if !isTimeout(err) {
+		w.fail(err)
 	}
-	putBuf(w.pendp)
-	w.pendp, w.pending = nil, nil
-	return nil
+	return err
 }
 
 // fail records err as the end of the stream and releases the pending rest,

@@ -251,26 +251,66 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 	return c.Buffer.Write(p)
 }
 
-func TestWriterOneWriteCallPerSmallFrame(t *testing.T) {
+func TestWriterOneWriteCallPerFrame(t *testing.T) {
 	t.Parallel()
 	var cw countingWriter
 	w := jsonconn.NewWriter(&cw, nil)
-	for _, m := range []string{`1`, `"two"`, `[` + strings.Repeat(`3,`, 8000) + `3]`} {
+	msgs := []string{`1`, `"two"`, `[` + strings.Repeat(`3,`, 8000) + `3]`, `"` + strings.Repeat("x", 200<<10) + `"`}
+	for _, m := range msgs {
 		if _, err := w.Write([]byte(m)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if cw.calls != 3 {
-		t.Errorf("3 frames of up to 16 KiB took %d write calls, want 3", cw.calls)
+	if cw.calls != len(msgs) {
+		t.Errorf("%d frames took %d write calls, want one each", len(msgs), cw.calls)
 	}
-	big := `"` + strings.Repeat("x", 20<<10) + `"`
-	if err := w.Send(strings.Repeat("x", 20<<10)); err != nil {
-		t.Fatal(err)
+	if diff := cmp.Diff(msgs, readAll(t, cw.Bytes())); diff != "" {
+		t.Errorf("stream (-want +got):\n%s", diff)
 	}
-	if cw.calls != 5 {
-		t.Errorf("a frame over 16 KiB took %d write calls, want 2 (header, payload)", cw.calls-3)
+}
+
+// lateTimeoutWriter writes limit bytes and a timeout on its first call, then
+// everything but still a timeout on its second, then behaves.
+type lateTimeoutWriter struct {
+	bytes.Buffer
+	limit, calls int
+}
+
+func (l *lateTimeoutWriter) Write(p []byte) (int, error) {
+	l.calls++
+	switch l.calls {
+	case 1:
+		l.Buffer.Write(p[:l.limit])
+		return l.limit, os.ErrDeadlineExceeded
+	case 2:
+		l.Buffer.Write(p)
+		return len(p), os.ErrDeadlineExceeded
 	}
-	if diff := cmp.Diff([]string{`1`, `"two"`, `[` + strings.Repeat(`3,`, 8000) + `3]`, big}, readAll(t, cw.Bytes())); diff != "" {
+	return l.Buffer.Write(p)
+}
+
+// TestWriterTimeoutAfterEverythingLeft checks that a timeout reported along
+// with the last byte neither keeps a buffer nor reports the message pending.
+func TestWriterTimeoutAfterEverythingLeft(t *testing.T) {
+	t.Parallel()
+	lw := &lateTimeoutWriter{limit: 3}
+	w := jsonconn.NewWriter(lw, nil)
+	if _, err := w.Write([]byte(`"hello"`)); !errors.Is(err, jsonconn.ErrPending) {
+		t.Fatalf("Write = %v, want ErrPending", err)
+	}
+	if err := w.Flush(); err != nil {
+		t.Fatalf("Flush that wrote the whole rest = %v, want nil", err)
+	}
+	if w.Pending() != 0 || w.HeldPending() != 0 {
+		t.Fatalf("after the rest left: Pending %d, holding %d bytes; want 0 and 0", w.Pending(), w.HeldPending())
+	}
+	lw2 := &lateTimeoutWriter{limit: 0}
+	w = jsonconn.NewWriter(lw2, nil)
+	lw2.calls = 1 // the next call writes everything with a timeout
+	if n, err := w.Write([]byte(`"whole"`)); n != 7 || err != nil || w.HeldPending() != 0 {
+		t.Fatalf("Write that left whole with a timeout = %d, %v (holding %d); want 7, nil, 0", n, err, w.HeldPending())
+	}
+	if diff := cmp.Diff([]string{`"hello"`}, readAll(t, lw.Bytes())); diff != "" {
 		t.Errorf("stream (-want +got):\n%s", diff)
 	}
 }
