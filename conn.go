@@ -134,6 +134,9 @@ func (c *Conn) read(f func() error) error {
 	}
 	c.armIdleLocked()
 	for {
+		if c.draining.Load() && c.r.atBoundary() {
+			return c.r.fail(ErrServerClosed) // a new message would need the network
+		}
 		err := f()
 		if err == nil {
 			c.disarmIdleLocked()
@@ -142,13 +145,12 @@ func (c *Conn) read(f func() error) error {
 		if !c.draining.Load() || !isTimeout(err) {
 			return c.readError(err)
 		}
-		// Shutdown interrupted the read with a past deadline. Between
-		// messages that ends the stream; inside one, the frame is
-		// finished first.
-		if c.r.atBoundary() {
-			return c.r.fail(ErrServerClosed)
+		// Shutdown interrupted the read with a past deadline. Inside a
+		// frame, lift it and finish the frame; between frames, the check
+		// above ends the stream.
+		if !c.r.atBoundary() {
+			c.conn.SetReadDeadline(time.Time{})
 		}
-		c.conn.SetReadDeadline(time.Time{})
 	}
 }
 

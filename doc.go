@@ -23,6 +23,12 @@
 // Reader and Writer do the same over a plain io.Reader or io.Writer, such as
 // standard input and output.
 //
+// Listen, NewListener, Dial and Dialer mirror their crypto/tls namesakes: they
+// accept and dial *Conn over "tcp", "tcp4", "tcp6" and "unix", and compose
+// with TLS. Server runs a handler per connection in the manner of net/http,
+// with a connection limit, idle and write timeouts, panic recovery and
+// graceful Shutdown.
+//
 // # Concurrency
 //
 // A Conn is safe for concurrent use, like any net.Conn. Reads and writes take

@@ -3,7 +3,7 @@ module github.com/jsonconn/jsonconn
 // The module targets Go 1.23 so that users on older toolchains can adopt it.
 // The newest golang.org/x releases require Go 1.26, so x/ dependencies are
 // pinned to the last releases that still allow 1.23: golang.org/x/net v0.42.0
-// (nettest, used by tests only) and, once the server needs it,
+// (nettest, used by tests only) and, should the library ever need it,
 // golang.org/x/sync v0.16.0. Raise them only together with the go line.
 go 1.23.0
 

@@ -1,0 +1,101 @@
+package jsonconn
+
+import (
+	"context"
+	"crypto/tls"
+	"net"
+	"strings"
+)
+
+// Dial connects to the address on the named network and returns a *Conn
+// configured by cfg (nil means the defaults). Networks are those of net.Dial
+// with a byte stream: "tcp", "tcp4", "tcp6" and "unix". Use a Dialer for
+// timeouts, contexts, keep-alive settings or TLS.
+func Dial(network, address string, cfg *Config) (*Conn, error) {
+	return (&Dialer{Config: cfg}).dial(context.Background(), network, address)
+}
+
+// A Dialer dials framed-JSON connections, the way tls.Dialer dials TLS ones.
+// The zero value dials with a zero net.Dialer and the default Config.
+type Dialer struct {
+	// NetDialer dials the underlying connection: its Timeout, Deadline,
+	// KeepAlive, KeepAliveConfig, LocalAddr and so on apply. Nil means a
+	// zero net.Dialer. Timeout and Deadline also bound the TLS handshake.
+	NetDialer *net.Dialer
+
+	// Config configures the returned Conn; nil means the defaults.
+	Config *Config
+
+	// TLSConfig, if not nil, makes the Dialer run a TLS client handshake
+	// over the dialed connection before framing starts, as tls.Dialer does.
+	// If its ServerName is empty, the host part of the address is used;
+	// set it when dialing a Unix socket.
+	TLSConfig *tls.Config
+}
+
+// Dial connects to the address on the named network. The returned
+// net.Conn is a *Conn.
+func (d *Dialer) Dial(network, address string) (net.Conn, error) {
+	return d.DialContext(context.Background(), network, address)
+}
+
+// DialContext connects to the address on the named network using ctx. If
+// ctx ends before the connection (and TLS handshake) is complete, an error is
+// returned; once connected, ctx has no further effect. The returned net.Conn
+// is a *Conn.
+func (d *Dialer) DialContext(ctx context.Context, network, address string) (net.Conn, error) {
+	c, err := d.dial(ctx, network, address)
+	if err != nil {
+		return nil, err // not a nil *Conn in a non-nil interface
+	}
+	return c, nil
+}
+
+func (d *Dialer) dial(ctx context.Context, network, address string) (*Conn, error) {
+	nd := d.NetDialer
+	if nd == nil {
+		nd = new(net.Dialer)
+	}
+	if d.TLSConfig != nil {
+		// As in crypto/tls, the dialer's timeout covers the handshake too.
+		if nd.Timeout != 0 {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, nd.Timeout)
+			defer cancel()
+		}
+		if !nd.Deadline.IsZero() {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithDeadline(ctx, nd.Deadline)
+			defer cancel()
+		}
+	}
+	raw, err := nd.DialContext(ctx, network, address)
+	if err != nil {
+		return nil, err
+	}
+	if d.TLSConfig != nil {
+		if raw, err = tlsClient(ctx, raw, d.TLSConfig, address); err != nil {
+			return nil, err
+		}
+	}
+	return New(raw, d.Config), nil
+}
+
+// tlsClient runs a TLS client handshake over raw, closing raw on failure.
+func tlsClient(ctx context.Context, raw net.Conn, cfg *tls.Config, address string) (net.Conn, error) {
+	if cfg.ServerName == "" {
+		host := address
+		if h, _, err := net.SplitHostPort(address); err == nil {
+			host = h
+		}
+		host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+		cfg = cfg.Clone()
+		cfg.ServerName = host
+	}
+	tc := tls.Client(raw, cfg)
+	if err := tc.HandshakeContext(ctx); err != nil {
+		raw.Close()
+		return nil, err
+	}
+	return tc, nil
+}

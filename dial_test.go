@@ -1,0 +1,112 @@
+package jsonconn_test
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jsonconn/jsonconn"
+)
+
+func TestDialerDialsEveryNetwork(t *testing.T) {
+	t.Parallel()
+	for _, n := range streamNetworks(t) {
+		t.Run(n.network, func(t *testing.T) {
+			t.Parallel()
+			ln, err := jsonconn.Listen(n.network, n.address, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			accepted := acceptOne(t, ln)
+			d := &jsonconn.Dialer{NetDialer: &net.Dialer{Timeout: hangTimeout}, Config: &jsonconn.Config{MaxFrameSize: 64}}
+			nc, err := d.DialContext(context.Background(), n.network, ln.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer nc.Close()
+			c, ok := nc.(*jsonconn.Conn)
+			if !ok {
+				t.Fatalf("DialContext returned a %T, want *jsonconn.Conn", nc)
+			}
+			exchange(t, c, (<-accepted).(*jsonconn.Conn))
+			if err := c.Send(strings.Repeat("x", 64)); !errors.Is(err, jsonconn.ErrFrameTooLarge) {
+				t.Errorf("the Dialer's Config was not applied: got %v", err)
+			}
+		})
+	}
+}
+
+func TestDialerHonoursCancelledContext(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	var d jsonconn.Dialer
+	c, err := d.DialContext(ctx, "tcp", ln.Addr().String())
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("got %v, want context.Canceled", err)
+	}
+	if c != nil {
+		t.Fatalf("got a non-nil net.Conn (%T) with the error", c)
+	}
+}
+
+// silentListener accepts connections and never says anything, so that a TLS
+// handshake against it can only end by timeout or cancellation.
+func silentListener(t testing.TB) (addr string, accepted <-chan net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	return ln.Addr().String(), acceptOne(t, ln)
+}
+
+func TestDialerTimeoutBoundsTLSHandshake(t *testing.T) {
+	t.Parallel()
+	addr, accepted := silentListener(t)
+	d := &jsonconn.Dialer{
+		NetDialer: &net.Dialer{Timeout: 200 * time.Millisecond},
+		TLSConfig: &tls.Config{ServerName: "localhost"},
+	}
+	res := make(chan error, 1)
+	go func() { _, err := d.Dial("tcp", addr); res <- err }()
+	err := await(t, res)
+	if err == nil {
+		t.Fatal("a handshake with a silent server succeeded")
+	}
+	if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("got %v, want a deadline error", err)
+	}
+	// The half-made connection was closed.
+	server := <-accepted
+	server.SetReadDeadline(time.Now().Add(hangTimeout))
+	if _, err := io.ReadAll(server); err != nil {
+		t.Fatalf("the server side did not see the client close: %v", err)
+	}
+}
+
+func TestDialerContextCancelsTLSHandshake(t *testing.T) {
+	t.Parallel()
+	addr, _ := silentListener(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	d := &jsonconn.Dialer{TLSConfig: &tls.Config{ServerName: "localhost"}}
+	res := make(chan error, 1)
+	go func() { _, err := d.DialContext(ctx, "tcp", addr); res <- err }()
+	cancel()
+	if err := await(t, res); !errors.Is(err, context.Canceled) {
+		t.Fatalf("got %v, want context.Canceled", err)
+	}
+}

@@ -1,0 +1,45 @@
+package jsonconn
+
+import "net"
+
+// NewListener returns a listener whose Accept wraps each conn that inner
+// accepts in a *Conn configured by cfg, as tls.NewListener does for TLS. A nil
+// cfg means the defaults; cfg is copied, so later changes to it have no
+// effect.
+//
+// For framed JSON over TLS, wrap a TLS listener:
+//
+//	ln := jsonconn.NewListener(tls.NewListener(tcpListener, tlsConfig), nil)
+func NewListener(inner net.Listener, cfg *Config) net.Listener {
+	l := &listener{Listener: inner}
+	if cfg != nil {
+		l.cfg = *cfg
+	}
+	return l
+}
+
+// Listen announces on the local network address and returns a listener
+// whose Accept returns *Conn configured by cfg. The network must carry a byte
+// stream: "tcp", "tcp4", "tcp6" or "unix". See net.Listen for the address
+// syntax.
+func Listen(network, address string, cfg *Config) (net.Listener, error) {
+	inner, err := net.Listen(network, address)
+	if err != nil {
+		return nil, err
+	}
+	return NewListener(inner, cfg), nil
+}
+
+type listener struct {
+	net.Listener
+	cfg Config
+}
+
+// Accept waits for the next connection and returns it as a *Conn.
+func (l *listener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return New(c, &l.cfg), nil
+}

@@ -1,0 +1,677 @@
+package jsonconn_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jsonconn/jsonconn"
+)
+
+// echo answers every message with itself until the stream ends.
+var echo = jsonconn.HandlerFunc(func(ctx context.Context, c *jsonconn.Conn) {
+	for {
+		m, err := c.ReadMessage()
+		if err != nil {
+			return
+		}
+		if _, err := c.Write(m); err != nil {
+			return
+		}
+	}
+})
+
+// serving is the result of a Serve call running in the background.
+type serving struct {
+	once sync.Once
+	ch   <-chan error
+	err  error
+}
+
+// wait returns Serve's result, waiting for it the first time.
+func (s *serving) wait(t testing.TB) error {
+	t.Helper()
+	s.once.Do(func() { s.err = await(t, s.ch) })
+	return s.err
+}
+
+// startServer serves srv on a fresh loopback listener of network and closes
+// it when the test ends.
+func startServer(t testing.TB, srv *jsonconn.Server, network string) (addr string, served *serving) {
+	t.Helper()
+	address := "127.0.0.1:0"
+	if network == "unix" {
+		address = tempSocket(t)
+	}
+	ln, err := net.Listen(network, address)
+	if err != nil {
+		t.Fatal(err)
+	}
+	served = &serving{ch: async(func() error { return srv.Serve(ln) })}
+	t.Cleanup(func() {
+		srv.Close()
+		if err := served.wait(t); !errors.Is(err, jsonconn.ErrServerClosed) {
+			t.Errorf("Serve returned %v, want ErrServerClosed", err)
+		}
+	})
+	return ln.Addr().String(), served
+}
+
+// dial connects to a test server with a deadline that only catches hangs.
+func dial(t testing.TB, network, addr string) *jsonconn.Conn {
+	t.Helper()
+	c, err := jsonconn.Dial(network, addr, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetDeadline(time.Now().Add(hangTimeout))
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// quietLogger returns a logger that writes into buf, so tests can read
+// what the server logged.
+func quietLogger(buf *syncBuffer) *slog.Logger {
+	return slog.New(slog.NewTextHandler(buf, nil))
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func TestServerEcho(t *testing.T) {
+	t.Parallel()
+	for _, network := range []string{"tcp", "unix"} {
+		t.Run(network, func(t *testing.T) {
+			t.Parallel()
+			addr, _ := startServer(t, &jsonconn.Server{Handler: echo}, network)
+			var wg sync.WaitGroup
+			for i := 0; i < 5; i++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					c := dial(t, network, addr)
+					for j := 0; j < 20; j++ {
+						want := map[string]int{"client": i, "n": j}
+						if err := c.Send(want); err != nil {
+							t.Error(err)
+							return
+						}
+						var got map[string]int
+						if err := c.Receive(&got); err != nil || got["client"] != i || got["n"] != j {
+							t.Errorf("client %d: got %v, %v; want %v", i, got, err, want)
+							return
+						}
+					}
+				}()
+			}
+			wg.Wait()
+		})
+	}
+}
+
+func TestServerListenAndServe(t *testing.T) {
+	t.Parallel()
+	srv := &jsonconn.Server{Handler: echo}
+	path := tempSocket(t)
+	served := async(func() error { return srv.ListenAndServe("unix", path) })
+	var c *jsonconn.Conn
+	for i := 0; ; i++ { // until the socket exists
+		var err error
+		if c, err = jsonconn.Dial("unix", path, nil); err == nil {
+			break
+		}
+		if i == 1000 {
+			t.Fatalf("the server never listened: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(hangTimeout))
+	if err := c.Send("hi"); err != nil {
+		t.Fatal(err)
+	}
+	var got string
+	if err := c.Receive(&got); err != nil || got != "hi" {
+		t.Fatalf("got %q, %v", got, err)
+	}
+	if err := srv.Shutdown(context.Background()); err != nil {
+		t.Fatalf("Shutdown = %v", err)
+	}
+	if err := await(t, served); !errors.Is(err, jsonconn.ErrServerClosed) {
+		t.Fatalf("ListenAndServe = %v, want ErrServerClosed", err)
+	}
+	if err := srv.ListenAndServe("unix", path); !errors.Is(err, jsonconn.ErrServerClosed) {
+		t.Fatalf("ListenAndServe after Shutdown = %v, want ErrServerClosed", err)
+	}
+}
+
+func TestServerMaxConns(t *testing.T) {
+	t.Parallel()
+	const maxConns = 3
+	var active, peak atomic.Int32
+	full := make(chan struct{}, 2*maxConns)
+	release := make(chan struct{})
+	srv := &jsonconn.Server{MaxConns: maxConns, Handler: jsonconn.HandlerFunc(func(ctx context.Context, c *jsonconn.Conn) {
+		n := active.Add(1)
+		defer active.Add(-1)
+		for p := peak.Load(); n > p && !peak.CompareAndSwap(p, n); p = peak.Load() {
+		}
+		if n == maxConns {
+			full <- struct{}{}
+		}
+		<-release
+		echo(ctx, c)
+	})}
+	addr, _ := startServer(t, srv, "tcp")
+
+	// Twice as many clients as slots: all connect (the kernel queues
+	// them), but only maxConns are served at a time.
+	var wg sync.WaitGroup
+	for i := 0; i < 2*maxConns; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := dial(t, "tcp", addr)
+			defer c.Close()
+			if err := c.Send(i); err != nil {
+				t.Error(err)
+				return
+			}
+			var got int
+			if err := c.Receive(&got); err != nil || got != i {
+				t.Errorf("client %d: got %d, %v", i, got, err)
+			}
+		}()
+	}
+	select {
+	case <-full:
+	case <-time.After(hangTimeout):
+		t.Fatal("the server never reached MaxConns handlers")
+	}
+	close(release)
+	wg.Wait()
+	if p := peak.Load(); p != maxConns {
+		t.Errorf("at most %d handlers ran at once, want exactly MaxConns = %d", p, maxConns)
+	}
+}
+
+func TestServerIdleTimeout(t *testing.T) {
+	t.Parallel()
+	handlerErr := make(chan error, 3)
+	srv := &jsonconn.Server{IdleTimeout: 300 * time.Millisecond, Handler: jsonconn.HandlerFunc(func(ctx context.Context, c *jsonconn.Conn) {
+		for {
+			m, err := c.ReadMessage()
+			if err != nil {
+				handlerErr <- err
+				return
+			}
+			if _, err := c.Write(m); err != nil {
+				handlerErr <- err
+				return
+			}
+		}
+	})}
+	addr, _ := startServer(t, srv, "tcp")
+
+	t.Run("drip", func(t *testing.T) {
+		// A client that drips a frame a byte at a time, never finishing it.
+		raw, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer raw.Close()
+		wire := frame(`"` + strings.Repeat("d", 1000) + `"`)
+		tick := time.NewTicker(50 * time.Millisecond)
+		defer tick.Stop()
+		deadline := time.After(hangTimeout)
+		var werr error
+		for i := 0; i < len(wire) && werr == nil; i++ {
+			select {
+			case <-tick.C:
+			case <-deadline:
+				t.Fatal("the dripping client was never cut off")
+			}
+			_, werr = raw.Write(wire[i : i+1])
+			select {
+			case err := <-handlerErr:
+				if !errors.Is(err, net.ErrClosed) {
+					t.Fatalf("the handler's read ended with %v, want net.ErrClosed", err)
+				}
+				raw.SetReadDeadline(time.Now().Add(hangTimeout))
+				if n, err := raw.Read(make([]byte, 1)); err == nil {
+					t.Fatalf("the client read %d bytes, want the closed connection", n)
+				}
+				return
+			default:
+			}
+		}
+		t.Fatalf("the client dripped the whole frame (write error %v) without being cut off", werr)
+	})
+
+	t.Run("active client stays", func(t *testing.T) {
+		// Messages every 50 ms for well over IdleTimeout: never idle.
+		c := dial(t, "tcp", addr)
+		for i := 0; i < 20; i++ {
+			if err := c.Send(i); err != nil {
+				t.Fatal(err)
+			}
+			var got int
+			if err := c.Receive(&got); err != nil || got != i {
+				t.Fatalf("message %d: got %d, %v", i, got, err)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	})
+}
+
+func TestServerWriteTimeout(t *testing.T) {
+	t.Parallel()
+	handlerErr := make(chan error, 1)
+	srv := &jsonconn.Server{WriteTimeout: 200 * time.Millisecond, Handler: jsonconn.HandlerFunc(func(ctx context.Context, c *jsonconn.Conn) {
+		big := strings.Repeat("w", 64<<10)
+		for i := 0; i < 10000; i++ { // far beyond any socket buffer
+			if err := c.Send(big); err != nil {
+				handlerErr <- err
+				return
+			}
+		}
+		handlerErr <- nil
+	})}
+	addr, _ := startServer(t, srv, "tcp")
+	dial(t, "tcp", addr) // and never read
+	select {
+	case err := <-handlerErr:
+		checkTimeout(t, err)
+	case <-time.After(hangTimeout):
+		t.Fatal("the handler's writes to a client that does not read never timed out")
+	}
+}
+
+func TestServerShutdownWaitsForHandlers(t *testing.T) {
+	t.Parallel()
+	busy := make(chan struct{})
+	cancelled := make(chan struct{})
+	release := make(chan struct{})
+	srv := &jsonconn.Server{Handler: jsonconn.HandlerFunc(func(ctx context.Context, c *jsonconn.Conn) {
+		var req string
+		if err := c.Receive(&req); err != nil {
+			t.Error(err)
+			return
+		}
+		close(busy)
+		<-ctx.Done() // Shutdown cancels the context...
+		close(cancelled)
+		<-release // ...and waits while the handler finishes its work.
+		if err := c.Send("reply to " + req); err != nil {
+			t.Errorf("writing during Shutdown: %v", err)
+		}
+		if _, err := c.ReadMessage(); !errors.Is(err, jsonconn.ErrServerClosed) {
+			t.Errorf("reading the next message during Shutdown: got %v, want ErrServerClosed", err)
+		}
+	})}
+	addr, served := startServer(t, srv, "tcp")
+	c := dial(t, "tcp", addr)
+	if err := c.Send("work"); err != nil {
+		t.Fatal(err)
+	}
+	<-busy
+	shutdown := async(func() error { return srv.Shutdown(context.Background()) })
+	<-cancelled
+	select {
+	case err := <-shutdown:
+		t.Fatalf("Shutdown returned %v while a handler was still running", err)
+	default:
+	}
+	// No new connection is accepted any more.
+	if err := served.wait(t); !errors.Is(err, jsonconn.ErrServerClosed) {
+		t.Fatalf("Serve = %v, want ErrServerClosed", err)
+	}
+	close(release)
+	if err := await(t, shutdown); err != nil {
+		t.Fatalf("Shutdown = %v", err)
+	}
+	var reply string
+	if err := c.Receive(&reply); err != nil || reply != "reply to work" {
+		t.Fatalf("got %q, %v", reply, err)
+	}
+	if _, err := c.ReadMessage(); err != io.EOF {
+		t.Fatalf("after the handler returned: %v, want io.EOF", err)
+	}
+}
+
+// TestServerShutdownFinishesFrameUnderWay checks that Shutdown lets a
+// message whose frame the server has started reading arrive before reads end.
+func TestServerShutdownFinishesFrameUnderWay(t *testing.T) {
+	t.Parallel()
+	got := make(chan string, 1)
+	srv := &jsonconn.Server{Handler: jsonconn.HandlerFunc(func(ctx context.Context, c *jsonconn.Conn) {
+		m, err := c.ReadMessage()
+		if err != nil {
+			t.Errorf("the message under way was lost: %v", err)
+			close(got)
+			return
+		}
+		got <- string(m)
+		if _, err := c.ReadMessage(); !errors.Is(err, jsonconn.ErrServerClosed) {
+			t.Errorf("next read: got %v, want ErrServerClosed", err)
+		}
+	})}
+	inner, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	reads := make(chan struct{}, 8)
+	ln := &signalListener{Listener: inner, reads: reads}
+	served := &serving{ch: async(func() error { return srv.Serve(ln) })}
+	raw, err := net.Dial("tcp", inner.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	wire := frame(`{"half":"way"}`)
+	if _, err := raw.Write(wire[:7]); err != nil {
+		t.Fatal(err)
+	}
+	// The first read returns the 7 bytes; the second waits for the rest.
+	<-reads
+	<-reads
+	shutdown := async(func() error { return srv.Shutdown(context.Background()) })
+	if _, err := raw.Write(wire[7:]); err != nil {
+		t.Fatal(err)
+	}
+	if err := await(t, shutdown); err != nil {
+		t.Fatal(err)
+	}
+	if m := <-got; m != `{"half":"way"}` {
+		t.Fatalf("got %q", m)
+	}
+	if err := served.wait(t); !errors.Is(err, jsonconn.ErrServerClosed) {
+		t.Fatalf("Serve = %v, want ErrServerClosed", err)
+	}
+}
+
+// signalListener wraps each accepted conn in a signalConn reporting reads.
+type signalListener struct {
+	net.Listener
+	reads chan struct{}
+}
+
+func (l *signalListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &signalConn{Conn: c, reads: l.reads, writes: make(chan struct{})}, nil
+}
+
+func TestServerShutdownContextExpires(t *testing.T) {
+	t.Parallel()
+	started := make(chan struct{})
+	release := make(chan struct{})
+	srv := &jsonconn.Server{Handler: jsonconn.HandlerFunc(func(ctx context.Context, c *jsonconn.Conn) {
+		close(started)
+		<-release // ignores ctx
+	})}
+	addr, _ := startServer(t, srv, "tcp")
+	dial(t, "tcp", addr)
+	<-started
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if err := srv.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Shutdown = %v, want context.DeadlineExceeded", err)
+	}
+	close(release)
+}
+
+func TestServerCloseUnblocksHandlers(t *testing.T) {
+	t.Parallel()
+	const clients = 5
+	var ready sync.WaitGroup
+	ready.Add(clients)
+	errs := make(chan error, clients)
+	srv := &jsonconn.Server{Handler: jsonconn.HandlerFunc(func(ctx context.Context, c *jsonconn.Conn) {
+		ready.Done()
+		_, err := c.ReadMessage()
+		errs <- err
+	})}
+	addr, served := startServer(t, srv, "tcp")
+	for i := 0; i < clients; i++ {
+		dial(t, "tcp", addr)
+	}
+	ready.Wait()
+	if err := srv.Close(); err != nil {
+		t.Fatalf("Close = %v", err)
+	}
+	for i := 0; i < clients; i++ {
+		select {
+		case err := <-errs:
+			if !errors.Is(err, net.ErrClosed) {
+				t.Errorf("a handler's read after Close: got %v, want net.ErrClosed", err)
+			}
+		case <-time.After(hangTimeout):
+			t.Fatal("Close did not unblock a handler")
+		}
+	}
+	if err := served.wait(t); !errors.Is(err, jsonconn.ErrServerClosed) {
+		t.Fatalf("Serve = %v, want ErrServerClosed", err)
+	}
+}
+
+func TestServerSurvivesPanickingHandler(t *testing.T) {
+	t.Parallel()
+	var log syncBuffer
+	srv := &jsonconn.Server{Logger: quietLogger(&log), Handler: jsonconn.HandlerFunc(func(ctx context.Context, c *jsonconn.Conn) {
+		var cmd string
+		if err := c.Receive(&cmd); err != nil {
+			return
+		}
+		if cmd == "panic" {
+			panic("handler exploded")
+		}
+		c.Send("ok")
+	})}
+	addr, _ := startServer(t, srv, "tcp")
+	bad := dial(t, "tcp", addr)
+	if err := bad.Send("panic"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bad.ReadMessage(); err != io.EOF {
+		t.Fatalf("the panicking handler's client read %v, want io.EOF (its conn closed)", err)
+	}
+	good := dial(t, "tcp", addr)
+	if err := good.Send("hello"); err != nil {
+		t.Fatal(err)
+	}
+	var reply string
+	if err := good.Receive(&reply); err != nil || reply != "ok" {
+		t.Fatalf("after a panic the server answered %q, %v", reply, err)
+	}
+	if l := log.String(); !strings.Contains(l, "handler exploded") || !strings.Contains(l, "server_test.go") {
+		t.Errorf("the panic was not logged with its stack:\n%s", l)
+	}
+}
+
+// flakyListener fails its first Accept calls with a temporary error.
+type flakyListener struct {
+	net.Listener
+	failures atomic.Int32
+}
+
+type temporaryError struct{}
+
+func (temporaryError) Error() string   { return "accept: too many open files" }
+func (temporaryError) Timeout() bool   { return false }
+func (temporaryError) Temporary() bool { return true }
+
+func (l *flakyListener) Accept() (net.Conn, error) {
+	if l.failures.Add(-1) >= 0 {
+		return nil, temporaryError{}
+	}
+	return l.Listener.Accept()
+}
+
+func TestServerRetriesTemporaryAcceptErrors(t *testing.T) {
+	t.Parallel()
+	var log syncBuffer
+	srv := &jsonconn.Server{Handler: echo, Logger: quietLogger(&log)}
+	inner, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fl := &flakyListener{Listener: inner}
+	fl.failures.Store(3)
+	served := async(func() error { return srv.Serve(fl) })
+	c := dial(t, "tcp", inner.Addr().String())
+	if err := c.Send(1); err != nil {
+		t.Fatal(err)
+	}
+	var got int
+	if err := c.Receive(&got); err != nil || got != 1 {
+		t.Fatalf("after temporary accept errors the server answered %d, %v", got, err)
+	}
+	if n := strings.Count(log.String(), "retrying"); n != 3 {
+		t.Errorf("logged %d retries, want 3:\n%s", n, log.String())
+	}
+	srv.Close()
+	if err := await(t, served); !errors.Is(err, jsonconn.ErrServerClosed) {
+		t.Fatalf("Serve = %v, want ErrServerClosed", err)
+	}
+}
+
+type ctxKey struct{}
+
+func TestServerContexts(t *testing.T) {
+	t.Parallel()
+	type seen struct {
+		base, conn any
+		remote     net.Addr
+		cancelled  bool
+	}
+	results := make(chan seen, 1)
+	var states syncBuffer
+	srv := &jsonconn.Server{
+		IdleTimeout: 200 * time.Millisecond,
+		BaseContext: func(net.Listener) context.Context {
+			return context.WithValue(context.Background(), ctxKey{}, "base")
+		},
+		ConnContext: func(ctx context.Context, c *jsonconn.Conn) context.Context {
+			return context.WithValue(ctx, &ctxKey{}, c.RemoteAddr())
+		},
+		ConnState: func(c *jsonconn.Conn, s jsonconn.ConnState) {
+			states.Write([]byte(s.String() + " "))
+		},
+		Handler: jsonconn.HandlerFunc(func(ctx context.Context, c *jsonconn.Conn) {
+			s := seen{base: ctx.Value(ctxKey{})}
+			if addr, ok := ctx.Value(&ctxKey{}).(net.Addr); ok {
+				s.remote = addr
+			}
+			_, err := c.ReadMessage() // the client sends nothing: IdleTimeout closes the conn
+			if !errors.Is(err, net.ErrClosed) {
+				t.Errorf("idle read = %v, want net.ErrClosed", err)
+			}
+			select { // the conn died, so the context is cancelled
+			case <-ctx.Done():
+				s.cancelled = true
+			case <-time.After(hangTimeout):
+			}
+			results <- s
+		}),
+	}
+	addr, _ := startServer(t, srv, "tcp")
+	c := dial(t, "tcp", addr)
+	s := <-results
+	if s.base != "base" || s.remote == nil || s.remote.String() != c.LocalAddr().String() || !s.cancelled {
+		t.Errorf("handler saw base %v, remote %v (want %v), cancelled %t", s.base, s.remote, c.LocalAddr(), s.cancelled)
+	}
+	srv.Shutdown(context.Background())
+	if got := states.String(); got != "new closed " {
+		t.Errorf("ConnState calls: %q, want %q", got, "new closed ")
+	}
+}
+
+// TestServerShutdownIdleConns measures Shutdown with 100 idle connections
+// and checks that it leaves no goroutine behind.
+func TestServerShutdownIdleConns(t *testing.T) {
+	// Not parallel: it counts the process's goroutines.
+	before := runtime.NumGoroutine()
+	const conns = 100
+	var ready sync.WaitGroup
+	ready.Add(conns)
+	errs := make(chan error, conns)
+	srv := &jsonconn.Server{Handler: jsonconn.HandlerFunc(func(ctx context.Context, c *jsonconn.Conn) {
+		ready.Done()
+		for {
+			if _, err := c.ReadMessage(); err != nil {
+				errs <- err
+				return
+			}
+		}
+	})}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := async(func() error { return srv.Serve(ln) })
+	clients := make([]net.Conn, conns)
+	for i := range clients {
+		if clients[i], err = net.Dial("tcp", ln.Addr().String()); err != nil {
+			t.Fatal(err)
+		}
+		defer clients[i].Close()
+	}
+	ready.Wait()
+
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), hangTimeout)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		t.Fatalf("Shutdown = %v", err)
+	}
+	took := time.Since(start)
+	t.Logf("Shutdown with %d idle connections took %v", conns, took)
+	for i := 0; i < conns; i++ {
+		if err := <-errs; !errors.Is(err, jsonconn.ErrServerClosed) {
+			t.Fatalf("an idle handler's read ended with %v, want ErrServerClosed", err)
+		}
+	}
+	if err := await(t, served); !errors.Is(err, jsonconn.ErrServerClosed) {
+		t.Fatalf("Serve = %v, want ErrServerClosed", err)
+	}
+	for _, c := range clients {
+		c.Close()
+	}
+	for i := 0; ; i++ {
+		n := runtime.NumGoroutine()
+		if n <= before {
+			break
+		}
+		if i == 200 {
+			buf := make([]byte, 1<<20)
+			t.Fatalf("%d goroutines before the server, %d after Shutdown:\n%s", before, n, buf[:runtime.Stack(buf, true)])
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
