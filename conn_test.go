@@ -778,3 +778,29 @@ func TestConnTimedOutReadHoldsNoBuffer(t *testing.T) {
 		}
 	})
 }
+
+// loopConn is a net.Conn whose reads repeat the same bytes forever.
+type loopConn struct {
+	net.Conn
+	src *loopReader
+}
+
+func (l loopConn) Read(p []byte) (int, error) { return l.src.Read(p) }
+
+func TestConnAppendMessageDoesNotAllocate(t *testing.T) {
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	src := &loopReader{data: frames(`{"id":1,"name":"small message"}`, `[`+strings.Repeat("1,", 2000)+`1]`)}
+	c := jsonconn.New(loopConn{Conn: a, src: src}, nil)
+	buf := make([]byte, 0, 8<<10)
+	allocs := testing.AllocsPerRun(1000, func() {
+		var err error
+		if buf, err = c.AppendMessage(buf[:0]); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs != 0 {
+		t.Errorf("Conn.AppendMessage allocated %.1f times per message, want 0", allocs)
+	}
+}
