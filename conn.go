@@ -46,19 +46,22 @@ type Conn struct {
 	wmu sync.Mutex
 	w   Writer
 
-	closed    atomic.Bool // Close was called
-	netClosed atomic.Bool // the wrapped conn was closed, by Close, on a protocol violation or by a Server
-	draining  atomic.Bool // a Server is shutting down: no new message will be waited for
+	closed    atomic.Bool  // Close was called
+	netClosed atomic.Bool  // the wrapped conn was closed, by Close, on a protocol violation or by a Server
+	rdeadline atomic.Int64 // read deadline set by the caller, in Unix ns; 0 for none
 
 	// Set by a Server before the Conn reaches its handler, then read-only.
 	idleTimeout  time.Duration // a read waits at most this long for a whole message
+	idleTimer    *time.Timer   // created stopped; closes the Conn when idleTimeout expires
 	writeTimeout time.Duration // write deadline set before each message
 	onDeath      func()        // called once when the Conn is closed or broken
 	deathOnce    sync.Once
 
-	// Guarded by rmu.
-	idleTimer *time.Timer // closes the Conn when idleTimeout expires
-	idleArmed bool
+	// Server state, changed while the Conn is in use.
+	idleAt      atomic.Int64 // when the armed idle timer expires, in Unix ns; 0 when disarmed
+	draining    atomic.Bool  // the Server is shutting down: no new message will be waited for
+	waiting     atomic.Bool  // a read is blocked waiting for the first byte of a frame
+	interrupted atomic.Bool  // drain set a past read deadline to wake that read
 }
 
 // New returns a Conn that speaks framed JSON over c. A nil cfg means the
@@ -67,8 +70,20 @@ type Conn struct {
 func New(c net.Conn, cfg *Config) *Conn {
 	jc := &Conn{conn: c}
 	jc.r.init(c, cfg)
+	jc.r.waiter = jc
 	jc.w.init(c, cfg)
 	return jc
+}
+
+// serve configures c for a Server, before c reaches its handler.
+func (c *Conn) serve(idle, write time.Duration, onDeath func()) {
+	c.writeTimeout = write
+	c.onDeath = onDeath
+	if idle > 0 {
+		c.idleTimeout = idle
+		c.idleTimer = time.AfterFunc(time.Hour, c.idleExpired)
+		c.idleTimer.Stop()
+	}
 }
 
 // NetConn returns the wrapped conn. Reading or writing it directly would
@@ -132,65 +147,98 @@ func (c *Conn) read(f func() error) error {
 	if c.closed.Load() { // Close returned while this call waited for the lock
 		return c.opError("read", net.ErrClosed)
 	}
-	c.armIdleLocked()
+	if c.r.err == nil {
+		c.armIdle()
+	}
 	for {
-		if c.draining.Load() && c.r.atBoundary() {
-			return c.r.fail(ErrServerClosed) // a new message would need the network
-		}
 		err := f()
 		if err == nil {
-			c.disarmIdleLocked()
+			c.disarmIdle()
 			return nil
 		}
-		if !c.draining.Load() || !isTimeout(err) {
-			return c.readError(err)
+		if isTimeout(err) && c.interrupted.CompareAndSwap(true, false) {
+			// drain woke the read with a past deadline. Between frames
+			// the retry ends in ErrServerClosed; inside one (drain raced
+			// with the frame's first bytes) the caller's deadline comes
+			// back and the frame is finished.
+			if !c.r.atBoundary() {
+				c.conn.SetReadDeadline(c.readDeadline())
+			}
+			continue
 		}
-		// Shutdown interrupted the read with a past deadline. Inside a
-		// frame, lift it and finish the frame; between frames, the check
-		// above ends the stream.
-		if !c.r.atBoundary() {
-			c.conn.SetReadDeadline(time.Time{})
+		if !isTimeout(err) {
+			c.disarmIdle() // the stream has ended: nothing more to wait for
 		}
+		return c.readError(err)
 	}
 }
 
-// armIdleLocked starts the idle timer, unless it is already running because
-// an earlier read is still waiting for its message.
-func (c *Conn) armIdleLocked() {
-	if c.idleTimeout <= 0 || c.idleArmed {
-		return
+// beginWait is called by the Reader before it blocks for the first byte of
+// a frame with nothing buffered. It reports false if a Server is draining the
+// Conn, in which case the Reader ends the stream with ErrServerClosed instead.
+func (c *Conn) beginWait() bool {
+	c.waiting.Store(true)
+	if c.draining.Load() {
+		c.waiting.Store(false)
+		return false
 	}
-	if c.idleTimer == nil {
-		c.idleTimer = time.AfterFunc(c.idleTimeout, c.idleExpired)
-	} else {
-		c.idleTimer.Reset(c.idleTimeout)
-	}
-	c.idleArmed = true
+	return true
 }
 
-// disarmIdleLocked stops the idle timer once a message has arrived.
-func (c *Conn) disarmIdleLocked() {
-	if c.idleArmed {
-		c.idleTimer.Stop()
-		c.idleArmed = false
-	}
-}
+// endWait is called by the Reader when that blocking read returns.
+func (c *Conn) endWait() { c.waiting.Store(false) }
 
-// idleExpired closes the Conn when a read waited idleTimeout for a message.
-func (c *Conn) idleExpired() {
-	c.closeNet()
-}
-
-// drain makes reads that wait for a new message return ErrServerClosed, and
-// wakes one that is already waiting. Messages already received are still
-// returned, and a frame under way is finished.
+// drain makes the Conn return ErrServerClosed from reads that would wait for
+// a new message, and wakes a read already waiting for one. Messages the Conn
+// has already received are still returned, a frame under way is finished,
+// and writes are not affected.
 func (c *Conn) drain() {
 	c.draining.Store(true)
-	c.conn.SetReadDeadline(aLongTimeAgo)
+	// beginWait stores waiting before it loads draining, and drain does
+	// the opposite, so a reader that is about to block either sees
+	// draining or is seen here.
+	if c.waiting.Load() {
+		c.interrupted.Store(true)
+		c.conn.SetReadDeadline(aLongTimeAgo)
+	}
 }
 
 // aLongTimeAgo is a deadline in the past, which aborts pending I/O at once.
 var aLongTimeAgo = time.Unix(1, 0)
+
+// readDeadline returns the read deadline the caller last set.
+func (c *Conn) readDeadline() time.Time {
+	if ns := c.rdeadline.Load(); ns != 0 {
+		return time.Unix(0, ns)
+	}
+	return time.Time{}
+}
+
+// armIdle starts the idle timer, unless an earlier read that is still
+// waiting for its message already did.
+func (c *Conn) armIdle() {
+	if c.idleTimer != nil && c.idleAt.Load() == 0 {
+		c.idleAt.Store(time.Now().Add(c.idleTimeout).UnixNano())
+		c.idleTimer.Reset(c.idleTimeout)
+	}
+}
+
+// disarmIdle stops the idle timer.
+func (c *Conn) disarmIdle() {
+	if c.idleTimer != nil && c.idleAt.Load() != 0 {
+		c.idleAt.Store(0)
+		c.idleTimer.Stop()
+	}
+}
+
+// idleExpired runs when the idle timer fires, and closes the Conn if a read
+// has been waiting since it was armed. The check makes a stale firing (a
+// message completed at the same moment) harmless.
+func (c *Conn) idleExpired() {
+	if at := c.idleAt.Load(); at != 0 && time.Now().UnixNano() >= at {
+		c.closeNet()
+	}
+}
 
 // Write sends p as exactly one message. It returns len(p) or 0, never a part;
 // see the Conn documentation for timeouts and Writer.Write for the rest.
@@ -247,6 +295,9 @@ func (c *Conn) Flush() error {
 	if c.closed.Load() {
 		return c.opError("write", net.ErrClosed)
 	}
+	if c.w.Pending() > 0 {
+		c.setWriteTimeoutLocked()
+	}
 	return c.writeError(c.w.Flush())
 }
 
@@ -271,6 +322,9 @@ func (c *Conn) CloseWrite() error {
 	cw, ok := c.conn.(interface{ CloseWrite() error })
 	if !ok {
 		return fmt.Errorf("jsonconn: CloseWrite on %T: %w", c.conn, errors.ErrUnsupported)
+	}
+	if c.w.Pending() > 0 {
+		c.setWriteTimeoutLocked()
 	}
 	if err := c.w.Flush(); err != nil {
 		return c.writeError(err)
@@ -299,6 +353,9 @@ func (c *Conn) closeNet() error {
 		return nil
 	}
 	err := c.conn.Close()
+	if c.idleTimer != nil {
+		c.idleTimer.Stop() // so that a closed Conn is not kept alive by its timer
+	}
 	c.died()
 	return err
 }
@@ -319,12 +376,23 @@ func (c *Conn) RemoteAddr() net.Addr { return c.conn.RemoteAddr() }
 // SetDeadline sets the read and write deadlines of the wrapped conn. See the
 // Conn documentation for what a deadline does to a frame in flight.
 func (c *Conn) SetDeadline(t time.Time) error {
+	c.recordReadDeadline(t)
 	return c.setError(c.conn.SetDeadline(t))
 }
 
 // SetReadDeadline sets the read deadline of the wrapped conn.
 func (c *Conn) SetReadDeadline(t time.Time) error {
+	c.recordReadDeadline(t)
 	return c.setError(c.conn.SetReadDeadline(t))
+}
+
+// recordReadDeadline remembers t, so that a Server's drain can restore it.
+func (c *Conn) recordReadDeadline(t time.Time) {
+	var ns int64
+	if !t.IsZero() {
+		ns = t.UnixNano()
+	}
+	c.rdeadline.Store(ns)
 }
 
 // SetWriteDeadline sets the write deadline of the wrapped conn.

@@ -52,6 +52,9 @@ func (d *Dialer) DialContext(ctx context.Context, network, address string) (net.
 }
 
 func (d *Dialer) dial(ctx context.Context, network, address string) (*Conn, error) {
+	if !streamNetwork(network) {
+		return nil, &net.OpError{Op: "dial", Net: network, Err: net.UnknownNetworkError(network)}
+	}
 	nd := d.NetDialer
 	if nd == nil {
 		nd = new(net.Dialer)

@@ -3,6 +3,7 @@ package jsonconn_test
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"io"
 	"net"
@@ -100,13 +101,55 @@ func TestDialerTimeoutBoundsTLSHandshake(t *testing.T) {
 
 func TestDialerContextCancelsTLSHandshake(t *testing.T) {
 	t.Parallel()
-	addr, _ := silentListener(t)
+	addr, accepted := silentListener(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	d := &jsonconn.Dialer{TLSConfig: &tls.Config{ServerName: "localhost"}}
 	res := make(chan error, 1)
 	go func() { _, err := d.DialContext(ctx, "tcp", addr); res <- err }()
+	server := <-accepted // the TCP dial is done: the handshake is under way
 	cancel()
 	if err := await(t, res); !errors.Is(err, context.Canceled) {
 		t.Fatalf("got %v, want context.Canceled", err)
+	}
+	server.SetReadDeadline(time.Now().Add(hangTimeout))
+	if _, err := io.ReadAll(server); err != nil {
+		t.Fatalf("the server side did not see the client close: %v", err)
+	}
+}
+
+// TestDialerClosesConnOnHandshakeFailure: a handshake that fails for a
+// reason other than time (here, a certificate for another name) still closes
+// the half-made connection.
+func TestDialerClosesConnOnHandshakeFailure(t *testing.T) {
+	t.Parallel()
+	cert := testCert(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	serverSaw := async(func() error {
+		raw, err := ln.Accept()
+		if err != nil {
+			return err
+		}
+		defer raw.Close()
+		tc := tls.Server(raw, &tls.Config{Certificates: []tls.Certificate{cert}})
+		tc.SetDeadline(time.Now().Add(hangTimeout))
+		if tc.Handshake() == nil {
+			return errors.New("the handshake succeeded")
+		}
+		_, err = io.ReadAll(raw) // ends at the client's close
+		return err
+	})
+	roots := x509.NewCertPool()
+	roots.AddCert(cert.Leaf)
+	d := &jsonconn.Dialer{TLSConfig: &tls.Config{RootCAs: roots, ServerName: "not-localhost"}}
+	if c, err := d.Dial("tcp", ln.Addr().String()); err == nil {
+		c.Close()
+		t.Fatal("a handshake with the wrong server name succeeded")
+	}
+	if err := await(t, serverSaw); err != nil {
+		t.Fatalf("server side: %v", err)
 	}
 }

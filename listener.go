@@ -23,6 +23,9 @@ func NewListener(inner net.Listener, cfg *Config) net.Listener {
 // stream: "tcp", "tcp4", "tcp6" or "unix". See net.Listen for the address
 // syntax.
 func Listen(network, address string, cfg *Config) (net.Listener, error) {
+	if !streamNetwork(network) {
+		return nil, &net.OpError{Op: "listen", Net: network, Err: net.UnknownNetworkError(network)}
+	}
 	inner, err := net.Listen(network, address)
 	if err != nil {
 		return nil, err
@@ -42,4 +45,14 @@ func (l *listener) Accept() (net.Conn, error) {
 		return nil, err
 	}
 	return New(c, &l.cfg), nil
+}
+
+// streamNetwork reports whether network carries a byte stream, which framing
+// needs: datagram and packet networks would cut frames at their boundaries.
+func streamNetwork(network string) bool {
+	switch network {
+	case "tcp", "tcp4", "tcp6", "unix":
+		return true
+	}
+	return false
 }

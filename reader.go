@@ -33,6 +33,8 @@ type Reader struct {
 	r, w int           // (*bufp)[r:w] holds the bytes received and not yet consumed
 	pad  [padSize]byte // where a read lands while nothing is buffered
 
+	waiter waiter // told when a read blocks for a frame's first byte; may be nil
+
 	msg  []byte // rest of the message being returned through Read, in *bufp
 	rerr error  // error the source returned along with bytes still to be consumed
 	err  error  // sticky error that ended the stream
@@ -198,6 +200,14 @@ func (r *Reader) next(validate bool) ([]byte, error) {
 	return p, nil
 }
 
+// A waiter is told when a Reader blocks waiting for the first byte of a frame
+// with nothing buffered: the one moment a Server may interrupt it without
+// losing anything. Conn implements it.
+type waiter interface {
+	beginWait() bool // false: do not wait, end the stream with ErrServerClosed
+	endWait()
+}
+
 // atBoundary reports whether the Reader stands between two frames, holding
 // no part of one.
 func (r *Reader) atBoundary() bool {
@@ -240,7 +250,16 @@ func (r *Reader) fill(need int) error {
 			// Nothing is buffered: wait in the small inline pad, so that
 			// a Reader blocked on a quiet peer holds no pooled buffer, and
 			// take one only once bytes have arrived.
-			if n, err = r.src.Read(r.pad[:]); n > 0 {
+			if r.waiter != nil {
+				if !r.waiter.beginWait() {
+					return ErrServerClosed
+				}
+				n, err = r.src.Read(r.pad[:])
+				r.waiter.endWait()
+			} else {
+				n, err = r.src.Read(r.pad[:])
+			}
+			if n > 0 {
 				r.bufp = getBuf(max(need, readBufferSize+headerLen))
 				r.w = copy(*r.bufp, r.pad[:n])
 			}

@@ -14,9 +14,10 @@ import (
 
 // A Handler serves one connection. ServeConn runs in its own goroutine and
 // owns c until it returns, after which the Server closes c. ctx is cancelled
-// when Shutdown or Close begins, or when c is closed or broken (a non-timeout
-// error other than io.EOF on either side); it carries whatever BaseContext and
-// ConnContext put in it.
+// when Shutdown or Close begins, when c is closed, or when an I/O call on c
+// finds it broken (a non-timeout error other than io.EOF); a peer that
+// vanishes while the handler does no I/O is noticed at its next call. ctx
+// carries whatever BaseContext and ConnContext put in it.
 //
 // If ServeConn panics, the Server logs the panic with a stack trace, closes
 // c, and goes on serving other connections.
@@ -42,18 +43,23 @@ type Server struct {
 	// ignored for a listener that already returns *Conn (NewListener).
 	Config *Config
 
-	// MaxConns bounds the connections served at once; 0 means no bound. At
-	// the bound the Server stops calling Accept until a handler returns, so
-	// a flood of connections waits in the kernel's accept queue instead of
-	// using up file descriptors and memory.
+	// MaxConns bounds the connections served at once, across all the
+	// listeners the Server serves; 0 means no bound. At the bound each
+	// Serve call holds the one conn it has just accepted, unserved, and
+	// accepts no other until a handler returns, so a flood of connections
+	// waits in the kernel's accept queue instead of using up file
+	// descriptors and memory: at most MaxConns plus one per listener are
+	// open.
 	MaxConns int
 
-	// IdleTimeout bounds how long a read on a served Conn waits for the next
-	// whole message, counted from the first read that waits for it. A peer
-	// that sends nothing, or drips a message too slowly, is disconnected:
-	// the Conn is closed and the read returns an error matching
-	// net.ErrClosed. Zero means no timeout. Time the handler spends between
-	// reads does not count.
+	// IdleTimeout bounds how long a read on a served Conn may wait for the
+	// next whole message. The clock starts when a read starts and stops when
+	// a message arrives or the stream ends; it keeps running across read
+	// timeouts, so a handler polling with short deadlines does not reset it.
+	// A peer that sends nothing, or drips a message too slowly, is
+	// disconnected: the Conn is closed and the read returns an error
+	// matching net.ErrClosed. Time the handler spends between reads does
+	// not count. Zero means no timeout.
 	IdleTimeout time.Duration
 
 	// WriteTimeout, if positive, sets the write deadline before each
@@ -81,16 +87,16 @@ type Server struct {
 	// different Conns may run concurrently.
 	ConnState func(c *Conn, state ConnState)
 
-	inShutdown atomic.Bool
+	inShutdown    atomic.Bool
+	listenerGroup sync.WaitGroup // Serve calls running
 
 	// mu guards the fields below.
 	mu        sync.Mutex
 	listeners map[*net.Listener]struct{}
-	conns     map[*Conn]struct{}
-	handlers  int           // handlers running
-	idle      chan struct{} // closed when handlers drops to 0 during Shutdown
-	cancel    []context.CancelFunc
-	done      chan struct{} // closed when Shutdown or Close begins
+	conns     map[*Conn]context.CancelFunc // served conns and their contexts' cancel
+	idle      chan struct{}                // closed when conns empties during Shutdown
+	done      chan struct{}                // closed when Shutdown or Close begins
+	slots     chan struct{}                // MaxConns semaphore, shared by all Serve calls
 }
 
 // A ConnState is a state of a served connection, reported to
@@ -138,11 +144,12 @@ func (srv *Server) ListenAndServe(network, address string) error {
 // 1 s; any other closes l and is returned. Serve always returns a non-nil
 // error and closes l; after Shutdown or Close, the error is ErrServerClosed.
 func (srv *Server) Serve(l net.Listener) error {
+	origListener := l
+	l = &onceCloseListener{Listener: l}
+	defer l.Close()
 	if srv.Handler == nil {
 		return errors.New("jsonconn: Server.Handler is nil")
 	}
-	l = &onceCloseListener{Listener: l}
-	defer l.Close()
 	if !srv.trackListener(&l, true) {
 		return ErrServerClosed
 	}
@@ -150,34 +157,16 @@ func (srv *Server) Serve(l net.Listener) error {
 
 	base := context.Background()
 	if srv.BaseContext != nil {
-		if base = srv.BaseContext(l); base == nil {
+		if base = srv.BaseContext(origListener); base == nil {
 			panic("jsonconn: Server.BaseContext returned a nil context")
 		}
 	}
-	ctx, cancel := context.WithCancel(base)
-	defer cancel()
-	if !srv.addCancel(cancel) {
-		return ErrServerClosed
-	}
-
-	var slots chan struct{}
-	if srv.MaxConns > 0 {
-		slots = make(chan struct{}, srv.MaxConns)
-	}
+	slots := srv.connSlots()
+	done := srv.doneChan()
 	var delay time.Duration
 	for {
-		if slots != nil {
-			select {
-			case slots <- struct{}{}:
-			case <-srv.doneChan():
-				return ErrServerClosed
-			}
-		}
 		rw, err := l.Accept()
 		if err != nil {
-			if slots != nil {
-				<-slots
-			}
 			if srv.inShutdown.Load() {
 				return ErrServerClosed
 			}
@@ -187,7 +176,7 @@ func (srv *Server) Serve(l net.Listener) error {
 				srv.logger().Warn("jsonconn: accept error; retrying", "err", err, "delay", delay)
 				select {
 				case <-time.After(delay):
-				case <-srv.doneChan():
+				case <-done:
 					return ErrServerClosed
 				}
 				continue
@@ -195,37 +184,51 @@ func (srv *Server) Serve(l net.Listener) error {
 			return err
 		}
 		delay = 0
+		// At MaxConns, hold this conn, and accept no other, until a
+		// handler returns.
+		if slots != nil {
+			select {
+			case slots <- struct{}{}:
+			case <-done:
+				rw.Close()
+				return ErrServerClosed
+			}
+		}
 		c, ok := rw.(*Conn)
 		if !ok {
 			c = New(rw, srv.Config)
 		}
 		// Configure c before anything else can see it.
-		connCtx, cancel := context.WithCancel(ctx)
-		c.idleTimeout = srv.IdleTimeout
-		c.writeTimeout = srv.WriteTimeout
-		c.onDeath = cancel
-		if !srv.startConn(c) {
+		ctx, cancel := context.WithCancel(base)
+		c.serve(srv.IdleTimeout, srv.WriteTimeout, cancel)
+		if srv.ConnContext != nil {
+			if ctx = srv.ConnContext(ctx, c); ctx == nil {
+				panic("jsonconn: Server.ConnContext returned a nil context")
+			}
+		}
+		if !srv.startConn(c, cancel) {
 			c.Close()
-			cancel()
 			if slots != nil {
 				<-slots
 			}
 			return ErrServerClosed
 		}
-		go srv.serveConn(connCtx, cancel, c, slots)
+		if srv.ConnState != nil {
+			srv.ConnState(c, StateNew)
+		}
+		go srv.serveConn(ctx, c, slots)
 	}
 }
 
 // serveConn runs the handler for c and cleans up after it.
-func (srv *Server) serveConn(ctx context.Context, cancel context.CancelFunc, c *Conn, slots chan struct{}) {
+func (srv *Server) serveConn(ctx context.Context, c *Conn, slots chan struct{}) {
 	defer func() {
 		if p := recover(); p != nil {
 			buf := make([]byte, 64<<10)
 			buf = buf[:runtime.Stack(buf, false)]
 			srv.logger().Error("jsonconn: panic serving connection", "remote", c.RemoteAddr(), "panic", p, "stack", string(buf))
 		}
-		c.Close()
-		cancel()
+		c.Close() // also cancels ctx
 		if srv.ConnState != nil {
 			srv.ConnState(c, StateClosed)
 		}
@@ -234,24 +237,19 @@ func (srv *Server) serveConn(ctx context.Context, cancel context.CancelFunc, c *
 			<-slots
 		}
 	}()
-	if srv.ConnContext != nil {
-		if ctx = srv.ConnContext(ctx, c); ctx == nil {
-			panic("jsonconn: Server.ConnContext returned a nil context")
-		}
-	}
-	if srv.ConnState != nil {
-		srv.ConnState(c, StateNew)
-	}
 	srv.Handler.ServeConn(ctx, c)
 }
 
 // Shutdown stops the server gracefully. It closes the listeners, so no new
-// connection is accepted, cancels every handler's context, and makes reads
-// that wait for a new message return ErrServerClosed (messages already
-// received, and a frame already under way, are still delivered, and writes
-// go on working). Then it waits for every handler to return, or for ctx to
-// end, in which case it returns ctx.Err() and the handlers go on; Close
-// stops them.
+// connection is accepted, and cancels every handler's context. Reads that
+// would wait for a new message return ErrServerClosed from then on, and a
+// read already waiting for one is woken to return it; messages a Conn has
+// already received are still delivered, a frame under way is read to its end,
+// and writes go on working. Messages the peer sent that the Conn had not yet
+// read from the kernel are not delivered: the peer sees the connection close
+// after its handler returns. Shutdown then waits for every handler to return
+// and every Serve call to exit, or for ctx to end, in which case it returns
+// ctx.Err() and the handlers go on; Close stops them.
 //
 // Once Shutdown has been called, Serve and ListenAndServe return
 // ErrServerClosed. Shutdown returns the error of closing a listener, if any.
@@ -263,13 +261,14 @@ func (srv *Server) Shutdown(ctx context.Context) error {
 		c.drain()
 	}
 	var idle chan struct{}
-	if srv.handlers > 0 {
+	if len(srv.conns) > 0 {
 		if srv.idle == nil {
 			srv.idle = make(chan struct{})
 		}
 		idle = srv.idle
 	}
 	srv.mu.Unlock()
+	srv.listenerGroup.Wait()
 	if idle == nil {
 		return err
 	}
@@ -282,21 +281,23 @@ func (srv *Server) Shutdown(ctx context.Context) error {
 }
 
 // Close stops the server at once: it closes the listeners and every
-// connection, and cancels every handler's context. It does not wait for the
-// handlers to return. It returns the error of closing a listener, if any.
+// connection, and cancels every handler's context. It waits for the Serve
+// calls to exit, not for the handlers to return. It returns the error of
+// closing a listener, if any.
 func (srv *Server) Close() error {
 	srv.inShutdown.Store(true)
 	srv.mu.Lock()
-	defer srv.mu.Unlock()
 	err := srv.closeDoneLocked()
 	for c := range srv.conns {
 		c.Close()
 	}
+	srv.mu.Unlock()
+	srv.listenerGroup.Wait()
 	return err
 }
 
-// closeDoneLocked closes the listeners, cancels the contexts and marks the
-// server done. It returns the first error from closing a listener.
+// closeDoneLocked closes the listeners, cancels the handlers' contexts and
+// marks the server done. It returns the first error from closing a listener.
 func (srv *Server) closeDoneLocked() error {
 	if srv.done == nil {
 		srv.done = make(chan struct{})
@@ -306,10 +307,9 @@ func (srv *Server) closeDoneLocked() error {
 	default:
 		close(srv.done)
 	}
-	for _, cancel := range srv.cancel {
+	for _, cancel := range srv.conns {
 		cancel()
 	}
-	srv.cancel = nil
 	var err error
 	for l := range srv.listeners {
 		if cerr := (*l).Close(); cerr != nil && err == nil {
@@ -328,6 +328,17 @@ func (srv *Server) doneChan() <-chan struct{} {
 	return srv.done
 }
 
+// connSlots returns the semaphore that enforces MaxConns across all of the
+// server's listeners, or nil for no limit.
+func (srv *Server) connSlots() chan struct{} {
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	if srv.slots == nil && srv.MaxConns > 0 {
+		srv.slots = make(chan struct{}, srv.MaxConns)
+	}
+	return srv.slots
+}
+
 // trackListener adds or removes l. Adding fails once the server is shutting
 // down.
 func (srv *Server) trackListener(l *net.Listener, add bool) bool {
@@ -335,6 +346,7 @@ func (srv *Server) trackListener(l *net.Listener, add bool) bool {
 	defer srv.mu.Unlock()
 	if !add {
 		delete(srv.listeners, l)
+		srv.listenerGroup.Done()
 		return true
 	}
 	if srv.inShutdown.Load() {
@@ -344,33 +356,22 @@ func (srv *Server) trackListener(l *net.Listener, add bool) bool {
 		srv.listeners = make(map[*net.Listener]struct{})
 	}
 	srv.listeners[l] = struct{}{}
+	srv.listenerGroup.Add(1)
 	return true
 }
 
-// addCancel registers the cancel function of a Serve call's context.
-func (srv *Server) addCancel(cancel context.CancelFunc) bool {
-	srv.mu.Lock()
-	defer srv.mu.Unlock()
-	if srv.inShutdown.Load() {
-		return false
-	}
-	srv.cancel = append(srv.cancel, cancel)
-	return true
-}
-
-// startConn registers c before its handler starts. It fails once the server
-// is shutting down.
-func (srv *Server) startConn(c *Conn) bool {
+// startConn registers c, whose context cancel cancels, before its handler
+// starts. It fails once the server is shutting down.
+func (srv *Server) startConn(c *Conn, cancel context.CancelFunc) bool {
 	srv.mu.Lock()
 	defer srv.mu.Unlock()
 	if srv.inShutdown.Load() {
 		return false
 	}
 	if srv.conns == nil {
-		srv.conns = make(map[*Conn]struct{})
+		srv.conns = make(map[*Conn]context.CancelFunc)
 	}
-	srv.conns[c] = struct{}{}
-	srv.handlers++
+	srv.conns[c] = cancel
 	return true
 }
 
@@ -379,8 +380,7 @@ func (srv *Server) endConn(c *Conn) {
 	srv.mu.Lock()
 	defer srv.mu.Unlock()
 	delete(srv.conns, c)
-	srv.handlers--
-	if srv.handlers == 0 && srv.idle != nil {
+	if len(srv.conns) == 0 && srv.idle != nil {
 		close(srv.idle)
 		srv.idle = nil
 	}

@@ -3,6 +3,8 @@ package jsonconn_test
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"io"
 	"log/slog"
@@ -273,8 +275,11 @@ func TestServerIdleTimeout(t *testing.T) {
 
 	t.Run("active client stays", func(t *testing.T) {
 		// Messages every 50 ms for well over IdleTimeout: never idle.
+		// (A wide ratio: a loaded machine must not make this flaky.)
+		srv := &jsonconn.Server{IdleTimeout: time.Second, Handler: echo}
+		addr, _ := startServer(t, srv, "tcp")
 		c := dial(t, "tcp", addr)
-		for i := 0; i < 20; i++ {
+		for i := 0; i < 30; i++ {
 			if err := c.Send(i); err != nil {
 				t.Fatal(err)
 			}
@@ -367,7 +372,9 @@ func TestServerShutdownWaitsForHandlers(t *testing.T) {
 func TestServerShutdownFinishesFrameUnderWay(t *testing.T) {
 	t.Parallel()
 	got := make(chan string, 1)
+	draining := make(chan struct{})
 	srv := &jsonconn.Server{Handler: jsonconn.HandlerFunc(func(ctx context.Context, c *jsonconn.Conn) {
+		context.AfterFunc(ctx, func() { close(draining) }) // Shutdown cancels, then drains
 		m, err := c.ReadMessage()
 		if err != nil {
 			t.Errorf("the message under way was lost: %v", err)
@@ -399,6 +406,7 @@ func TestServerShutdownFinishesFrameUnderWay(t *testing.T) {
 	<-reads
 	<-reads
 	shutdown := async(func() error { return srv.Shutdown(context.Background()) })
+	<-draining
 	if _, err := raw.Write(wire[7:]); err != nil {
 		t.Fatal(err)
 	}
@@ -449,19 +457,23 @@ func TestServerShutdownContextExpires(t *testing.T) {
 func TestServerCloseUnblocksHandlers(t *testing.T) {
 	t.Parallel()
 	const clients = 5
-	var ready sync.WaitGroup
-	ready.Add(clients)
 	errs := make(chan error, clients)
 	srv := &jsonconn.Server{Handler: jsonconn.HandlerFunc(func(ctx context.Context, c *jsonconn.Conn) {
-		ready.Done()
 		_, err := c.ReadMessage()
 		errs <- err
 	})}
-	addr, served := startServer(t, srv, "tcp")
-	for i := 0; i < clients; i++ {
-		dial(t, "tcp", addr)
+	inner, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
 	}
-	ready.Wait()
+	reads := make(chan struct{}, clients)
+	served := &serving{ch: async(func() error { return srv.Serve(&signalListener{Listener: inner, reads: reads}) })}
+	for i := 0; i < clients; i++ {
+		dial(t, "tcp", inner.Addr().String())
+	}
+	for i := 0; i < clients; i++ {
+		<-reads // every handler is blocked in its read
+	}
 	if err := srv.Close(); err != nil {
 		t.Fatalf("Close = %v", err)
 	}
@@ -673,5 +685,282 @@ func TestServerShutdownIdleConns(t *testing.T) {
 			t.Fatalf("%d goroutines before the server, %d after Shutdown:\n%s", before, n, buf[:runtime.Stack(buf, true)])
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestServerIdleTimerStopsAtEndOfStream: a client that half-closes and waits
+// for its replies is not cut off while the handler works after io.EOF.
+func TestServerIdleTimerStopsAtEndOfStream(t *testing.T) {
+	t.Parallel()
+	srv := &jsonconn.Server{IdleTimeout: 100 * time.Millisecond, Handler: jsonconn.HandlerFunc(func(ctx context.Context, c *jsonconn.Conn) {
+		var reqs []string
+		for {
+			var r string
+			if err := c.Receive(&r); err != nil {
+				break // io.EOF: the client is done sending
+			}
+			reqs = append(reqs, r)
+		}
+		time.Sleep(400 * time.Millisecond) // work well past IdleTimeout
+		for _, r := range reqs {
+			if err := c.Send("done " + r); err != nil {
+				t.Errorf("reply after the client's half-close: %v", err)
+				return
+			}
+		}
+	})}
+	addr, _ := startServer(t, srv, "tcp")
+	c := dial(t, "tcp", addr)
+	for _, r := range []string{"a", "b"} {
+		if err := c.Send(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"done a", "done b"} {
+		var got string
+		if err := c.Receive(&got); err != nil || got != want {
+			t.Fatalf("got %q, %v; want %q", got, err, want)
+		}
+	}
+}
+
+// TestServerShutdownKeepsHandlerDeadline: a read mid-frame during Shutdown
+// still ends at the deadline the handler set.
+func TestServerShutdownKeepsHandlerDeadline(t *testing.T) {
+	t.Parallel()
+	reading := make(chan struct{}, 8)
+	result := make(chan error, 1)
+	srv := &jsonconn.Server{Handler: jsonconn.HandlerFunc(func(ctx context.Context, c *jsonconn.Conn) {
+		c.SetReadDeadline(time.Now().Add(time.Second))
+		_, err := c.ReadMessage()
+		result <- err
+	})}
+	inner, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := &serving{ch: async(func() error { return srv.Serve(&signalListener{Listener: inner, reads: reading}) })}
+	raw, err := net.Dial("tcp", inner.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	if _, err := raw.Write(frame(`"stalls"`)[:6]); err != nil { // then stalls
+		t.Fatal(err)
+	}
+	<-reading
+	<-reading // the read is now waiting mid-frame
+	shutdown := async(func() error { return srv.Shutdown(context.Background()) })
+	select {
+	case err := <-result:
+		checkTimeout(t, err)
+	case <-time.After(hangTimeout):
+		t.Fatal("a read mid-frame lost its deadline during Shutdown")
+	}
+	if err := await(t, shutdown); err != nil {
+		t.Fatal(err)
+	}
+	if err := served.wait(t); !errors.Is(err, jsonconn.ErrServerClosed) {
+		t.Fatalf("Serve = %v", err)
+	}
+}
+
+// TestServerShutdownLeavesTLSWritesAlone: a push-only handler over TLS,
+// whose handshake has not run yet, can still say goodbye during Shutdown.
+func TestServerShutdownLeavesTLSWritesAlone(t *testing.T) {
+	t.Parallel()
+	cert := testCert(t)
+	started := make(chan struct{})
+	srv := &jsonconn.Server{Handler: jsonconn.HandlerFunc(func(ctx context.Context, c *jsonconn.Conn) {
+		close(started)
+		<-ctx.Done()
+		if err := c.Send("goodbye"); err != nil {
+			t.Errorf("Send during Shutdown: %v", err)
+		}
+	})}
+	inner, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := &serving{ch: async(func() error {
+		return srv.Serve(tls.NewListener(inner, &tls.Config{Certificates: []tls.Certificate{cert}}))
+	})}
+	raw, err := net.Dial("tcp", inner.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(cert.Leaf)
+	client := tls.Client(raw, &tls.Config{RootCAs: roots, ServerName: "localhost"})
+	defer client.Close()
+	<-started
+	shutdown := async(func() error { return srv.Shutdown(context.Background()) })
+	c := jsonconn.New(client, nil)
+	c.SetDeadline(time.Now().Add(hangTimeout))
+	var got string
+	if err := c.Receive(&got); err != nil || got != "goodbye" {
+		t.Fatalf("got %q, %v; want the goodbye", got, err)
+	}
+	if err := await(t, shutdown); err != nil {
+		t.Fatal(err)
+	}
+	if err := served.wait(t); !errors.Is(err, jsonconn.ErrServerClosed) {
+		t.Fatalf("Serve = %v", err)
+	}
+}
+
+func TestServerMaxConnsAcrossListeners(t *testing.T) {
+	t.Parallel()
+	var active, peak atomic.Int32
+	release := make(chan struct{})
+	srv := &jsonconn.Server{MaxConns: 1, Handler: jsonconn.HandlerFunc(func(ctx context.Context, c *jsonconn.Conn) {
+		n := active.Add(1)
+		defer active.Add(-1)
+		for p := peak.Load(); n > p && !peak.CompareAndSwap(p, n); p = peak.Load() {
+		}
+		c.Send("served")
+		<-release
+	})}
+	tcpAddr, _ := startServer(t, srv, "tcp")
+	unixAddr, _ := startServer(t, srv, "unix")
+	first := dial(t, "tcp", tcpAddr)
+	var got string
+	if err := first.Receive(&got); err != nil {
+		t.Fatal(err)
+	}
+	second := dial(t, "unix", unixAddr)
+	second.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+	if err := second.Receive(&got); err == nil {
+		t.Fatal("a second listener served a second conn past MaxConns = 1")
+	}
+	close(release)
+	second.SetReadDeadline(time.Now().Add(hangTimeout))
+	if err := second.Receive(&got); err != nil || got != "served" {
+		t.Fatalf("after the slot freed: %q, %v", got, err)
+	}
+	if p := peak.Load(); p != 1 {
+		t.Errorf("%d handlers ran at once, want 1", p)
+	}
+}
+
+// TestServerServeReturnLeavesHandlersAlone: when Serve returns because its
+// listener failed, live handlers keep their contexts, as in net/http.
+func TestServerServeReturnLeavesHandlersAlone(t *testing.T) {
+	t.Parallel()
+	started := make(chan context.Context, 1)
+	srv := &jsonconn.Server{Handler: jsonconn.HandlerFunc(func(ctx context.Context, c *jsonconn.Conn) {
+		started <- ctx
+		c.ReadMessage()
+	})}
+	var origin net.Listener
+	srv.BaseContext = func(l net.Listener) context.Context {
+		origin = l
+		return context.Background()
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := async(func() error { return srv.Serve(ln) })
+	dial(t, "tcp", ln.Addr().String())
+	ctx := <-started
+	if origin != ln {
+		t.Errorf("BaseContext got %T, want the listener passed to Serve", origin)
+	}
+	ln.Close() // not Shutdown: Serve fails
+	if err := await(t, served); err == nil || errors.Is(err, jsonconn.ErrServerClosed) {
+		t.Fatalf("Serve = %v, want the accept error", err)
+	}
+	select {
+	case <-ctx.Done():
+		t.Fatal("Serve's return cancelled a live handler's context")
+	default:
+	}
+	srv.Close()
+	select {
+	case <-ctx.Done():
+	case <-time.After(hangTimeout):
+		t.Fatal("Close did not cancel the handler's context")
+	}
+}
+
+func TestServerNilHandler(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := (&jsonconn.Server{}).Serve(ln); err == nil {
+		t.Fatal("Serve with a nil Handler succeeded")
+	}
+	if _, err := ln.Accept(); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("after Serve returned, Accept = %v; want the listener closed", err)
+	}
+}
+
+// brokenListener fails Accept with a permanent error.
+type brokenListener struct{ net.Listener }
+
+func (brokenListener) Accept() (net.Conn, error) { return nil, errors.New("listener broke") }
+
+func TestServerReturnsPermanentAcceptError(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &jsonconn.Server{Handler: echo}
+	if err := srv.Serve(brokenListener{ln}); err == nil || err.Error() != "listener broke" {
+		t.Fatalf("Serve = %v, want the accept error", err)
+	}
+}
+
+// TestServerContextEndsWhenPeerResets: a handler's context is cancelled
+// when its conn breaks under it.
+func TestServerContextEndsWhenPeerResets(t *testing.T) {
+	t.Parallel()
+	cancelled := make(chan bool, 1)
+	srv := &jsonconn.Server{Handler: jsonconn.HandlerFunc(func(ctx context.Context, c *jsonconn.Conn) {
+		c.Send("hello")
+		_, err := c.ReadMessage()
+		if err == nil || err == io.EOF {
+			t.Errorf("read after the peer's reset = %v, want an error", err)
+		}
+		select {
+		case <-ctx.Done():
+			cancelled <- true
+		case <-time.After(hangTimeout):
+			cancelled <- false
+		}
+	})}
+	addr, _ := startServer(t, srv, "tcp")
+	raw, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := jsonconn.NewReader(raw, nil)
+	if _, err := r.ReadMessage(); err != nil {
+		t.Fatal(err)
+	}
+	raw.(*net.TCPConn).SetLinger(0) // Close sends a reset
+	raw.Write([]byte{0, 0})         // half a header, so the server's read fails mid-frame
+	raw.Close()
+	if !<-cancelled {
+		t.Fatal("the handler's context was not cancelled when its conn broke")
+	}
+}
+
+func TestListenAndDialRejectPacketNetworks(t *testing.T) {
+	t.Parallel()
+	for _, network := range []string{"udp", "unixgram", "unixpacket"} {
+		if _, err := jsonconn.Listen(network, "127.0.0.1:0", nil); err == nil {
+			t.Errorf("Listen(%q) succeeded; framing needs a byte stream", network)
+		}
+		if _, err := jsonconn.Dial(network, "127.0.0.1:9", nil); err == nil {
+			t.Errorf("Dial(%q) succeeded; framing needs a byte stream", network)
+		}
 	}
 }

@@ -1,0 +1,360 @@
+package jsonconn_test
+
+import (
+	"bufio"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"testing"
+
+	"github.com/jsonconn/jsonconn"
+)
+
+// The benchmarks move messages over loopback TCP from a writing goroutine to
+// the benchmark goroutine, which reads b.N messages. Each compares jsonconn
+// with hand-written code doing the same work, in the same run:
+//
+//	go test -run '^$' -bench . -benchmem -count 6 | benchstat -col /impl -
+//
+// Sub-benchmark names are size=…/impl=…, so benchstat puts the implementations
+// side by side per size with the ratio to the first (the baseline).
+
+// benchItem is one element of the larger messages.
+type benchItem struct {
+	ID    int64    `json:"id"`
+	Name  string   `json:"name"`
+	Email string   `json:"email"`
+	Tags  []string `json:"tags"`
+	Score float64  `json:"score"`
+}
+
+// benchMsg is the message type: small is about 120 bytes of JSON.
+type benchMsg struct {
+	Kind  string      `json:"kind"`
+	Seq   int64       `json:"seq"`
+	Item  benchItem   `json:"item"`
+	Items []benchItem `json:"items,omitempty"`
+}
+
+type benchSize struct {
+	name    string
+	msg     benchMsg
+	payload []byte // compact JSON of msg
+}
+
+func makeBenchSize(name string, items int) benchSize {
+	item := func(i int) benchItem {
+		return benchItem{ID: int64(1000 + i), Name: fmt.Sprintf("user %d", i), Email: fmt.Sprintf("user%d@example.com", i), Tags: []string{"alpha", "beta"}, Score: float64(i) * 1.25}
+	}
+	m := benchMsg{Kind: "update", Seq: 42, Item: item(0)}
+	for i := 1; i <= items; i++ {
+		m.Items = append(m.Items, item(i))
+	}
+	p, err := json.Marshal(m)
+	if err != nil {
+		panic(err)
+	}
+	return benchSize{name, m, p}
+}
+
+var benchSizes = []benchSize{
+	makeBenchSize("small", 0),     // ~120 B
+	makeBenchSize("4KiB", 33),     // ~4 KiB
+	makeBenchSize("200KiB", 1750), // ~200 KiB
+}
+
+// benchConns returns a connected loopback TCP pair.
+func benchConns(b *testing.B) (w, r net.Conn) {
+	b.Helper()
+	w, r = tcpPair(b)
+	b.Cleanup(func() { w.Close(); r.Close() })
+	return w, r
+}
+
+// stream runs write(n) in a goroutine and read(n) in the benchmark, for
+// n = b.N messages of size bytes.
+func stream(b *testing.B, size int, write, read func(n int) error) {
+	b.Helper()
+	b.SetBytes(int64(size))
+	b.ReportAllocs()
+	var wg sync.WaitGroup
+	var werr error
+	wg.Add(1)
+	b.ResetTimer()
+	go func() {
+		defer wg.Done()
+		werr = write(b.N)
+	}()
+	if err := read(b.N); err != nil {
+		b.Fatal(err)
+	}
+	wg.Wait()
+	if werr != nil {
+		b.Fatal(werr)
+	}
+}
+
+// handWriter writes length-prefixed frames the way a hand-written program
+// does: one buffer with header and payload, one Write per message.
+func handWriter(c net.Conn, payload []byte) func(n int) error {
+	frame := binary.BigEndian.AppendUint32(nil, uint32(len(payload)))
+	frame = append(frame, payload...)
+	return func(n int) error {
+		for i := 0; i < n; i++ {
+			if _, err := c.Write(frame); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+}
+
+// handReader reads frames with a bufio.Reader (the same 16 KiB that a
+// jsonconn Reader uses) and io.ReadFull into a reused buffer.
+func handReader(c net.Conn, validate bool) func(n int) error {
+	br := bufio.NewReaderSize(c, 16<<10)
+	var hdr [4]byte
+	buf := make([]byte, 0, 256<<10)
+	return func(n int) error {
+		for i := 0; i < n; i++ {
+			if _, err := io.ReadFull(br, hdr[:]); err != nil {
+				return err
+			}
+			size := binary.BigEndian.Uint32(hdr[:])
+			if size > jsonconn.DefaultMaxFrameSize {
+				return fmt.Errorf("frame of %d bytes", size)
+			}
+			buf = buf[:size]
+			if _, err := io.ReadFull(br, buf); err != nil {
+				return err
+			}
+			if validate && !json.Valid(buf) {
+				return fmt.Errorf("invalid JSON")
+			}
+		}
+		return nil
+	}
+}
+
+// BenchmarkBytes compares moving raw payloads: hand-written framing, with and
+// without json.Valid, against jsonconn's AppendMessage and ReadMessage.
+func BenchmarkBytes(b *testing.B) {
+	for _, sz := range benchSizes {
+		impls := []struct {
+			name string
+			run  func(b *testing.B)
+		}{
+			{"hand", func(b *testing.B) {
+				w, r := benchConns(b)
+				stream(b, len(sz.payload), handWriter(w, sz.payload), handReader(r, false))
+			}},
+			{"hand+Valid", func(b *testing.B) {
+				w, r := benchConns(b)
+				stream(b, len(sz.payload), handWriter(w, sz.payload), handReader(r, true))
+			}},
+			{"Append", func(b *testing.B) { benchAppend(b, sz.payload, false) }},
+			{"Append+validate", func(b *testing.B) { benchAppend(b, sz.payload, true) }},
+			{"ReadMessage", func(b *testing.B) {
+				w, r := benchConns(b)
+				jw, jr := jsonconn.New(w, nil), jsonconn.New(r, nil)
+				stream(b, len(sz.payload), jsonWrites(jw, sz.payload), func(n int) error {
+					for i := 0; i < n; i++ {
+						if _, err := jr.ReadMessage(); err != nil {
+							return err
+						}
+					}
+					return nil
+				})
+			}},
+		}
+		for _, impl := range impls {
+			b.Run("size="+sz.name+"/impl="+impl.name, impl.run)
+		}
+	}
+}
+
+// jsonWrites writes payload n times with Conn.Write.
+func jsonWrites(c *jsonconn.Conn, payload []byte) func(n int) error {
+	return func(n int) error {
+		for i := 0; i < n; i++ {
+			if _, err := c.Write(payload); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+}
+
+func benchAppend(b *testing.B, payload []byte, validate bool) {
+	w, r := benchConns(b)
+	cfg := &jsonconn.Config{DisableValidation: !validate}
+	jw, jr := jsonconn.New(w, cfg), jsonconn.New(r, cfg)
+	buf := make([]byte, 0, 256<<10)
+	stream(b, len(payload), jsonWrites(jw, payload), func(n int) error {
+		for i := 0; i < n; i++ {
+			var err error
+			if buf, err = jr.AppendMessage(buf[:0]); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// BenchmarkObjects compares Go values in and out: newline-delimited JSON
+// with encoding/json's Encoder and Decoder against Send and Receive.
+func BenchmarkObjects(b *testing.B) {
+	for _, sz := range benchSizes {
+		b.Run("size="+sz.name+"/impl=NDJSON", func(b *testing.B) {
+			w, r := benchConns(b)
+			enc, dec := json.NewEncoder(w), json.NewDecoder(r)
+			stream(b, len(sz.payload), func(n int) error {
+				for i := 0; i < n; i++ {
+					if err := enc.Encode(&sz.msg); err != nil {
+						return err
+					}
+				}
+				return nil
+			}, func(n int) error {
+				for i := 0; i < n; i++ {
+					var m benchMsg
+					if err := dec.Decode(&m); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+		})
+		b.Run("size="+sz.name+"/impl=SendReceive", func(b *testing.B) {
+			w, r := benchConns(b)
+			jw, jr := jsonconn.New(w, nil), jsonconn.New(r, nil)
+			stream(b, len(sz.payload), func(n int) error {
+				for i := 0; i < n; i++ {
+					if err := jw.Send(&sz.msg); err != nil {
+						return err
+					}
+				}
+				return nil
+			}, func(n int) error {
+				for i := 0; i < n; i++ {
+					var m benchMsg
+					if err := jr.Receive(&m); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+		})
+	}
+}
+
+// BenchmarkConcurrentSenders has 8 goroutines writing small messages on one
+// Conn, against one goroutine doing the same total.
+func BenchmarkConcurrentSenders(b *testing.B) {
+	sz := benchSizes[0]
+	for _, senders := range []int{1, 8} {
+		b.Run(fmt.Sprintf("size=%s/impl=senders%d", sz.name, senders), func(b *testing.B) {
+			w, r := benchConns(b)
+			jw, jr := jsonconn.New(w, nil), jsonconn.New(r, &jsonconn.Config{DisableValidation: true})
+			buf := make([]byte, 0, 4<<10)
+			stream(b, len(sz.payload), func(n int) error {
+				var wg sync.WaitGroup
+				errs := make(chan error, senders)
+				for s := 0; s < senders; s++ {
+					share := n / senders
+					if s == 0 {
+						share += n % senders
+					}
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						if err := jsonWrites(jw, sz.payload)(share); err != nil {
+							errs <- err
+						}
+					}()
+				}
+				wg.Wait()
+				close(errs)
+				return <-errs
+			}, func(n int) error {
+				for i := 0; i < n; i++ {
+					var err error
+					if buf, err = jr.AppendMessage(buf[:0]); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+		})
+	}
+}
+
+// BenchmarkPingPong measures a round trip of a small message: the benchmark
+// sends, an echo goroutine answers, the benchmark reads the answer.
+func BenchmarkPingPong(b *testing.B) {
+	sz := benchSizes[0]
+	b.Run("size=small/impl=hand", func(b *testing.B) {
+		w, r := benchConns(b)
+		go func() { // echo
+			br := bufio.NewReaderSize(r, 16<<10)
+			buf := make([]byte, 4<<10)
+			for {
+				if _, err := io.ReadFull(br, buf[:4]); err != nil {
+					return
+				}
+				n := binary.BigEndian.Uint32(buf)
+				if _, err := io.ReadFull(br, buf[4:4+n]); err != nil {
+					return
+				}
+				if _, err := r.Write(buf[:4+n]); err != nil {
+					return
+				}
+			}
+		}()
+		send := handWriter(w, sz.payload)
+		recv := handReader(w, false)
+		b.SetBytes(int64(len(sz.payload)))
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			if err := send(1); err != nil {
+				b.Fatal(err)
+			}
+			if err := recv(1); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("size=small/impl=jsonconn", func(b *testing.B) {
+		w, r := benchConns(b)
+		jw, jr := jsonconn.New(w, nil), jsonconn.New(r, nil)
+		go func() { // echo
+			buf := make([]byte, 0, 4<<10)
+			for {
+				var err error
+				if buf, err = jr.AppendMessage(buf[:0]); err != nil {
+					return
+				}
+				if _, err := jr.Write(buf); err != nil {
+					return
+				}
+			}
+		}()
+		buf := make([]byte, 0, 4<<10)
+		b.SetBytes(int64(len(sz.payload)))
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			if _, err := jw.Write(sz.payload); err != nil {
+				b.Fatal(err)
+			}
+			var err error
+			if buf, err = jw.AppendMessage(buf[:0]); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
