@@ -358,3 +358,24 @@ func BenchmarkPingPong(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkValidate compares the package's validator with json.Valid on the
+// benchmark payloads.
+func BenchmarkValidate(b *testing.B) {
+	for _, sz := range benchSizes {
+		for _, impl := range []struct {
+			name  string
+			valid func([]byte) bool
+		}{{"json.Valid", json.Valid}, {"jsonconn", jsonconn.Valid}} {
+			b.Run("size="+sz.name+"/impl="+impl.name, func(b *testing.B) {
+				b.SetBytes(int64(len(sz.payload)))
+				b.ReportAllocs()
+				for i := 0; i < b.N; i++ {
+					if !impl.valid(sz.payload) {
+						b.Fatal("invalid")
+					}
+				}
+			})
+		}
+	}
+}

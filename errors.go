@@ -70,7 +70,7 @@ func (e *InvalidJSONError) Error() string {
 // Unwrap returns ErrInvalidJSON and the underlying error.
 func (e *InvalidJSONError) Unwrap() []error { return []error{ErrInvalidJSON, e.Err} }
 
-// invalidJSON builds the error for a payload that json.Valid rejected. It runs
+// invalidJSON builds the error for a payload that valid rejected. It runs
 // only on that failure path, so it may scan the payload once more to find the
 // offset.
 func invalidJSON(p []byte) error {

@@ -34,3 +34,7 @@ func (w *Writer) HeldPending() int {
 	}
 	return len(*w.pendp)
 }
+
+// Valid is the package's JSON validator, for the differential tests against
+// json.Valid.
+var Valid = valid

@@ -142,7 +142,7 @@ func (r *Reader) Receive(v any) error {
 	}
 	err = json.Unmarshal(p, v)
 	var se *json.SyntaxError
-	if peer && errors.As(err, &se) && !json.Valid(p) {
+	if peer && errors.As(err, &se) && !valid(p) {
 		// Invalid JSON from the peer. (A syntax error from the
 		// destination's own UnmarshalJSON, on a valid payload, is not.)
 		r.err = syntaxError(err)
@@ -191,7 +191,7 @@ func (r *Reader) next(validate bool) ([]byte, error) {
 	}
 	buf = *r.bufp // fill may have moved the frame to a larger buffer
 	p := buf[r.r+headerLen : r.r+size : r.r+size]
-	if validate && !json.Valid(p) {
+	if validate && !valid(p) {
 		r.err = invalidJSON(p)
 		r.drop()
 		return nil, r.err

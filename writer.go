@@ -122,7 +122,7 @@ func (w *Writer) check(p []byte) error {
 	if err := w.checkSize(len(p)); err != nil {
 		return err
 	}
-	if w.validate && !json.Valid(p) {
+	if w.validate && !valid(p) {
 		return invalidJSON(p)
 	}
 	return nil
