@@ -143,7 +143,17 @@ func (c *Conn) read(f func() error) error {
 		return c.opError("read", net.ErrClosed)
 	}
 	c.rmu.Lock()
-	defer c.rmu.Unlock()
+	err := c.readLocked(f)
+	c.rmu.Unlock()
+	if errors.Is(err, ErrFrameTooLarge) || errors.Is(err, ErrInvalidJSON) {
+		// The peer broke the protocol: terminate the connection, outside
+		// the lock, since closing a TLS conn may wait to send an alert.
+		c.closeNet()
+	}
+	return err
+}
+
+func (c *Conn) readLocked(f func() error) error {
 	if c.closed.Load() { // Close returned while this call waited for the lock
 		return c.opError("read", net.ErrClosed)
 	}
@@ -301,7 +311,8 @@ func (c *Conn) Flush() error {
 	return c.writeError(c.w.Flush())
 }
 
-// Pending reports how many bytes of a committed frame wait to be sent.
+// Pending reports how many bytes of a committed frame wait to be sent. It
+// takes the write lock, so it waits for a write in progress.
 func (c *Conn) Pending() int {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
@@ -400,8 +411,7 @@ func (c *Conn) SetWriteDeadline(t time.Time) error {
 	return c.setError(c.conn.SetWriteDeadline(t))
 }
 
-// readError maps an error from the Reader to what Read and friends return,
-// and closes the wrapped conn if the peer broke the protocol.
+// readError maps an error from the Reader to what Read and friends return.
 func (c *Conn) readError(err error) error {
 	switch {
 	case err == nil:
@@ -411,7 +421,7 @@ func (c *Conn) readError(err error) error {
 	case c.netClosed.Load() && !errors.Is(err, ErrFrameTooLarge) && !errors.Is(err, ErrInvalidJSON):
 		return c.opError("read", net.ErrClosed) // closed by an idle timeout or a Server
 	case errors.Is(err, ErrFrameTooLarge) || errors.Is(err, ErrInvalidJSON):
-		c.closeNet()
+		// read closes the wrapped conn once the lock is released.
 	case err != io.EOF && !isTimeout(err):
 		c.died() // io.EOF is a half-close: the Conn can still write
 	}

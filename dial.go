@@ -28,8 +28,8 @@ type Dialer struct {
 
 	// TLSConfig, if not nil, makes the Dialer run a TLS client handshake
 	// over the dialed connection before framing starts, as tls.Dialer does.
-	// If its ServerName is empty, the host part of the address is used;
-	// set it when dialing a Unix socket.
+	// If its ServerName is empty, the host part of a TCP address is used;
+	// over a Unix socket it must be set (or verification turned off).
 	TLSConfig *tls.Config
 }
 
@@ -77,7 +77,7 @@ func (d *Dialer) dial(ctx context.Context, network, address string) (*Conn, erro
 		return nil, err
 	}
 	if d.TLSConfig != nil {
-		if raw, err = tlsClient(ctx, raw, d.TLSConfig, address); err != nil {
+		if raw, err = tlsClient(ctx, raw, d.TLSConfig, network, address); err != nil {
 			return nil, err
 		}
 	}
@@ -85,8 +85,10 @@ func (d *Dialer) dial(ctx context.Context, network, address string) (*Conn, erro
 }
 
 // tlsClient runs a TLS client handshake over raw, closing raw on failure.
-func tlsClient(ctx context.Context, raw net.Conn, cfg *tls.Config, address string) (net.Conn, error) {
-	if cfg.ServerName == "" {
+func tlsClient(ctx context.Context, raw net.Conn, cfg *tls.Config, network, address string) (net.Conn, error) {
+	if cfg.ServerName == "" && network != "unix" {
+		// A Unix socket's path names no host: crypto/tls then refuses to
+		// verify without a ServerName, which says what to fix.
 		host := address
 		if h, _, err := net.SplitHostPort(address); err == nil {
 			host = h

@@ -158,3 +158,25 @@ func TestDialerClosesConnOnHandshakeFailure(t *testing.T) {
 		t.Fatalf("server side: %v", err)
 	}
 }
+
+func TestDialerTLSOverUnixNeedsServerName(t *testing.T) {
+	t.Parallel()
+	path := tempSocket(t)
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err == nil {
+			defer c.Close()
+			io.Copy(io.Discard, c)
+		}
+	}()
+	d := &jsonconn.Dialer{TLSConfig: &tls.Config{}}
+	_, err = d.Dial("unix", path)
+	if err == nil || !strings.Contains(err.Error(), "ServerName") {
+		t.Fatalf("got %v, want crypto/tls asking for a ServerName rather than the socket path", err)
+	}
+}

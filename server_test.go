@@ -964,3 +964,33 @@ func TestListenAndDialRejectPacketNetworks(t *testing.T) {
 		}
 	}
 }
+
+// TestServerWriteTimeoutIsPerMessage: the deadline is renewed for each
+// message, so a handler that writes slowly to a reading client, for longer
+// than WriteTimeout in all, never times out.
+func TestServerWriteTimeoutIsPerMessage(t *testing.T) {
+	t.Parallel()
+	const n = 8
+	handlerErr := make(chan error, 1)
+	srv := &jsonconn.Server{WriteTimeout: 400 * time.Millisecond, Handler: jsonconn.HandlerFunc(func(ctx context.Context, c *jsonconn.Conn) {
+		for i := 0; i < n; i++ {
+			time.Sleep(100 * time.Millisecond) // 800 ms in all, twice WriteTimeout
+			if err := c.Send(i); err != nil {
+				handlerErr <- err
+				return
+			}
+		}
+		handlerErr <- nil
+	})}
+	addr, _ := startServer(t, srv, "tcp")
+	c := dial(t, "tcp", addr)
+	for i := 0; i < n; i++ {
+		var got int
+		if err := c.Receive(&got); err != nil || got != i {
+			t.Fatalf("message %d: got %d, %v", i, got, err)
+		}
+	}
+	if err := <-handlerErr; err != nil {
+		t.Fatalf("a slow but read stream timed out: %v", err)
+	}
+}
