@@ -19,8 +19,22 @@ type Config struct {
 	// DisableValidation turns off the JSON check of payloads: they are then
 	// opaque bytes, possibly empty. Framing and the cap still apply. Turn it
 	// off only when the payload is checked elsewhere, or to carry another
-	// encoding in the same frames; Receive and Send still use encoding/json.
+	// encoding in the same frames.
 	DisableValidation bool
+
+	// Marshal, if not nil, encodes values for Send in place of
+	// encoding/json (which Send uses compact and without HTML escaping).
+	// Its output must be one JSON value; with validation on, Send checks it
+	// and refuses an invalid one with an *InvalidJSONError before writing.
+	// A faster JSON library's Marshal function fits here; so does one that
+	// writes another encoding, with DisableValidation.
+	Marshal func(v any) ([]byte, error)
+
+	// Unmarshal, if not nil, decodes payloads for Receive in place of
+	// json.Unmarshal. With validation on, Receive validates each payload
+	// first, since the replacement may not; an error from Unmarshal then
+	// consumes the message and leaves the stream in sync.
+	Unmarshal func(data []byte, v any) error
 }
 
 // maxFrameSize returns the frame cap of cfg, which may be nil.

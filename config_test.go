@@ -3,6 +3,7 @@ package jsonconn_test
 import (
 	"bytes"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"math"
 	"strings"
@@ -57,5 +58,72 @@ func TestConfigIsReadOnce(t *testing.T) {
 	}
 	if cfg.MaxFrameSize != 1 || !cfg.DisableValidation {
 		t.Fatal("the constructors modified the caller's Config")
+	}
+}
+
+// TestConfigCodec plugs in a Marshal/Unmarshal pair and checks that Send and
+// Receive use it, that its output is validated, and that its errors do not
+// end the stream.
+func TestConfigCodec(t *testing.T) {
+	t.Parallel()
+	var unmarshals int
+	cfg := &jsonconn.Config{
+		Marshal: func(v any) ([]byte, error) {
+			if s, ok := v.(string); ok && s == "broken" {
+				return []byte(`{"unterminated":`), nil
+			}
+			return json.Marshal(map[string]any{"wrapped": v})
+		},
+		Unmarshal: func(data []byte, v any) error {
+			unmarshals++
+			var w struct{ Wrapped json.RawMessage }
+			if err := json.Unmarshal(data, &w); err != nil {
+				return err
+			}
+			if w.Wrapped == nil {
+				return errors.New("not wrapped")
+			}
+			return json.Unmarshal(w.Wrapped, v)
+		},
+	}
+	var buf bytes.Buffer
+	w := jsonconn.NewWriter(&buf, cfg)
+	if err := w.Send(42); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Send("broken"); !errors.Is(err, jsonconn.ErrInvalidJSON) {
+		t.Fatalf("Send of a codec's invalid output = %v, want ErrInvalidJSON", err)
+	}
+	if _, err := w.Write([]byte(`{"plain":1}`)); err != nil { // not wrapped: Unmarshal refuses it
+		t.Fatal(err)
+	}
+	if err := w.Send("last"); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := buf.String(), string(frames(`{"wrapped":42}`, `{"plain":1}`, `{"wrapped":"last"}`)); got != want {
+		t.Fatalf("wire = %q, want %q", got, want)
+	}
+
+	r := jsonconn.NewReader(&buf, cfg)
+	var n int
+	if err := r.Receive(&n); err != nil || n != 42 {
+		t.Fatalf("Receive = %d, %v", n, err)
+	}
+	if err := r.Receive(&n); err == nil || err.Error() != "not wrapped" {
+		t.Fatalf("Receive of an unwrapped message = %v, want the codec's error", err)
+	}
+	var s string
+	if err := r.Receive(&s); err != nil || s != "last" {
+		t.Fatalf("Receive after a codec error = %q, %v; want the next message", s, err)
+	}
+	if unmarshals != 3 {
+		t.Errorf("the codec's Unmarshal ran %d times, want 3", unmarshals)
+	}
+
+	// Validation still guards a replacement Unmarshal: invalid JSON from
+	// the peer ends the stream before the codec sees it.
+	r = jsonconn.NewReader(bytes.NewReader(frames(`{"wrapped":`)), cfg)
+	if err := r.Receive(&n); !errors.Is(err, jsonconn.ErrInvalidJSON) || unmarshals != 3 {
+		t.Fatalf("Receive of invalid JSON = %v (codec ran %d times), want ErrInvalidJSON before the codec", err, unmarshals)
 	}
 }

@@ -271,14 +271,11 @@ func (c *Conn) Write(p []byte) (int, error) {
 // happens before the write lock is taken. An error matching ErrPending means v
 // was committed; any other error means it was not sent. See Writer.Send.
 func (c *Conn) Send(v any) error {
-	e, p, err := marshal(v)
+	e, p, err := c.w.encode(v)
 	if err != nil {
 		return err
 	}
 	defer e.free()
-	if err := c.w.checkSize(len(p)); err != nil {
-		return err
-	}
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	if c.closed.Load() {

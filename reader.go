@@ -25,9 +25,10 @@ import (
 // Receive gets from json.Unmarshal for a valid payload that does not fit the
 // destination, which consume that message and leave the stream in sync.
 type Reader struct {
-	src      io.Reader
-	max      int
-	validate bool
+	src       io.Reader
+	max       int
+	validate  bool
+	unmarshal func([]byte, any) error // Config.Unmarshal; nil for json.Unmarshal
 
 	bufp *[]byte       // pooled buffer; nil when nothing is buffered
 	r, w int           // (*bufp)[r:w] holds the bytes received and not yet consumed
@@ -52,6 +53,9 @@ func (r *Reader) init(src io.Reader, cfg *Config) {
 	r.src = src
 	r.max = cfg.maxFrameSize()
 	r.validate = cfg == nil || !cfg.DisableValidation
+	if cfg != nil {
+		r.unmarshal = cfg.Unmarshal
+	}
 }
 
 // ReadMessage reads the next message and returns its payload in a new slice
@@ -133,6 +137,16 @@ func (r *Reader) Receive(v any) error {
 	if err := checkUnmarshalTarget(v); err != nil {
 		return err
 	}
+	if r.unmarshal != nil {
+		// A replacement decoder may not check syntax: validate first.
+		p, err := r.next(r.validate)
+		if err != nil {
+			return err
+		}
+		err = r.unmarshal(p, v)
+		r.consumed()
+		return err
+	}
 	// The rest of a message that Read started was validated when it arrived,
 	// and a syntax error in it is no fault of the peer.
 	peer := len(r.msg) == 0 && r.validate
@@ -140,14 +154,16 @@ func (r *Reader) Receive(v any) error {
 	if err != nil {
 		return err
 	}
-	err = json.Unmarshal(p, v)
-	var se *json.SyntaxError
-	if peer && errors.As(err, &se) && !valid(p) {
-		// Invalid JSON from the peer. (A syntax error from the
-		// destination's own UnmarshalJSON, on a valid payload, is not.)
-		r.err = syntaxError(err)
-		r.drop()
-		return r.err
+	if err = json.Unmarshal(p, v); err != nil && peer {
+		var se *json.SyntaxError
+		if errors.As(err, &se) && !valid(p) {
+			// Invalid JSON from the peer. (A syntax error from the
+			// destination's own UnmarshalJSON, on a valid payload, is
+			// not.)
+			r.err = syntaxError(err)
+			r.drop()
+			return r.err
+		}
 	}
 	r.consumed()
 	return err

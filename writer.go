@@ -27,7 +27,8 @@ type Writer struct {
 	dst      io.Writer
 	max      int
 	validate bool
-	vectored bool // dst turns net.Buffers into one writev call
+	marshal  func(any) ([]byte, error) // Config.Marshal; nil for encoding/json
+	vectored bool                      // dst turns net.Buffers into one writev call
 
 	hdr  [headerLen]byte
 	iov  [2][]byte   // header and payload, handed to net.Buffers
@@ -50,6 +51,9 @@ func (w *Writer) init(dst io.Writer, cfg *Config) {
 	w.dst = dst
 	w.max = cfg.maxFrameSize()
 	w.validate = cfg == nil || !cfg.DisableValidation
+	if cfg != nil {
+		w.marshal = cfg.Marshal
+	}
 	switch dst.(type) {
 	case *net.TCPConn, *net.UnixConn:
 		w.vectored = true
@@ -75,24 +79,48 @@ func (w *Writer) Write(p []byte) (int, error) {
 	return w.writeFrame(p)
 }
 
-// Send encodes v as compact JSON, without HTML escaping, and sends it as one
-// message. Its errors are those of Write, plus any error from encoding/json,
-// returned before anything is written. Send needs no validation pass: what
-// encoding/json produces is valid JSON.
+// Send encodes v as compact JSON, without HTML escaping (or with
+// Config.Marshal), and sends it as one message. Its errors are those of
+// Write, plus any error from the encoder, returned before anything is
+// written. Output of encoding/json needs no validation pass: it is valid
+// JSON by construction.
 //
 // An error matching ErrPending means that v was committed and will be
 // delivered; any other error means it was not sent.
 func (w *Writer) Send(v any) error {
-	e, p, err := marshal(v)
+	e, p, err := w.encode(v)
 	if err != nil {
 		return err
 	}
 	defer e.free()
-	if err := w.checkSize(len(p)); err != nil {
-		return err
-	}
 	_, err = w.writeFrame(p)
 	return err
+}
+
+// encode marshals v for Send and checks the result, before any lock is
+// taken: Conn calls it too. The payload aliases e (nil for Config.Marshal),
+// which the caller frees once done with it.
+func (w *Writer) encode(v any) (e *encodeState, p []byte, err error) {
+	if w.marshal != nil {
+		if p, err = w.marshal(v); err != nil {
+			return nil, nil, err
+		}
+		if err := w.checkSize(len(p)); err != nil {
+			return nil, nil, err
+		}
+		if w.validate && !valid(p) {
+			return nil, nil, invalidJSON(p)
+		}
+		return nil, p, nil
+	}
+	if e, p, err = marshal(v); err != nil {
+		return nil, nil, err
+	}
+	if err := w.checkSize(len(p)); err != nil {
+		e.free()
+		return nil, nil, err
+	}
+	return e, p, nil // what encoding/json produces needs no validation
 }
 
 // Flush writes the rest of a frame that an earlier timeout left pending, if
@@ -253,7 +281,7 @@ func marshal(v any) (e *encodeState, p []byte, err error) {
 }
 
 func (e *encodeState) free() {
-	if e.buf.Cap() <= maxPooledEncode {
+	if e != nil && e.buf.Cap() <= maxPooledEncode {
 		encodePool.Put(e)
 	}
 }
