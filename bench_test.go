@@ -379,3 +379,39 @@ func BenchmarkValidate(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkBatch sends small messages one Write each against WriteBatch in
+// batches of 16 (one writev each), per message.
+func BenchmarkBatch(b *testing.B) {
+	sz := benchSizes[0]
+	for _, batch := range []int{1, 16} {
+		b.Run(fmt.Sprintf("size=%s/impl=batch%d", sz.name, batch), func(b *testing.B) {
+			w, r := benchConns(b)
+			cfg := &jsonconn.Config{DisableValidation: true}
+			jw, jr := jsonconn.New(w, cfg), jsonconn.New(r, cfg)
+			msgs := make([][]byte, batch)
+			for i := range msgs {
+				msgs[i] = sz.payload
+			}
+			buf := make([]byte, 0, 4<<10)
+			stream(b, len(sz.payload), func(n int) error {
+				for n > 0 {
+					k := min(n, batch)
+					if _, err := jw.WriteBatch(msgs[:k]); err != nil {
+						return err
+					}
+					n -= k
+				}
+				return nil
+			}, func(n int) error {
+				for i := 0; i < n; i++ {
+					var err error
+					if buf, err = jr.AppendMessage(buf[:0]); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+		})
+	}
+}

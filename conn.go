@@ -286,6 +286,25 @@ func (c *Conn) Send(v any) error {
 	return c.writeError(err)
 }
 
+// WriteBatch sends each element of msgs as one message, in order, in one
+// writev call on TCP and Unix sockets. It returns how many messages were
+// committed; see Writer.WriteBatch. The checks run before the write lock is
+// taken, and the batch is never interleaved with another goroutine's frames.
+// A Server's WriteTimeout applies to the batch as a whole.
+func (c *Conn) WriteBatch(msgs [][]byte) (int, error) {
+	if err := c.w.checkBatch(msgs); err != nil {
+		return 0, err
+	}
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.closed.Load() {
+		return 0, c.opError("write", net.ErrClosed)
+	}
+	c.setWriteTimeoutLocked()
+	n, err := c.w.writeFrames(msgs)
+	return n, c.writeError(err)
+}
+
 // setWriteTimeoutLocked applies a Server's per-message write timeout.
 func (c *Conn) setWriteTimeoutLocked() {
 	if c.writeTimeout > 0 {

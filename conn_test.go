@@ -804,3 +804,35 @@ func TestConnAppendMessageDoesNotAllocate(t *testing.T) {
 		t.Errorf("Conn.AppendMessage allocated %.1f times per message, want 0", allocs)
 	}
 }
+
+// TestConnWriteBatchTimeoutKeepsStreamWhole floods a peer that is not
+// reading with batches (one writev each on sockets) until a write deadline
+// strikes, then checks that exactly the committed messages arrive.
+func TestConnWriteBatchTimeoutKeepsStreamWhole(t *testing.T) {
+	t.Parallel()
+	eachTransport(t, func(t *testing.T, tr transport) {
+		if tr.name == "tls" {
+			return // crypto/tls's write side is broken for good after a timeout
+		}
+		a, b := connPair(t, tr, nil)
+		pad := strings.Repeat("q", 8<<10)
+		a.SetWriteDeadline(time.Now().Add(200 * time.Millisecond))
+		committed := 0
+		var err error
+		for committed < 16000 { // 128 MiB: far beyond any socket buffer
+			batch := make([][]byte, 8)
+			for i := range batch {
+				batch[i], _ = json.Marshal(seqMsg{committed + i, pad})
+			}
+			var n int
+			n, err = a.WriteBatch(batch)
+			committed += n
+			if err != nil {
+				break
+			}
+		}
+		checkTimeout(t, err)
+		t.Logf("%d messages committed in batches before the deadline (last one pending: %t)", committed, errors.Is(err, jsonconn.ErrPending))
+		finishSeq(t, a, b, 0, committed, pad)
+	})
+}

@@ -314,3 +314,58 @@ func TestWriterTimeoutAfterEverythingLeft(t *testing.T) {
 		t.Errorf("stream (-want +got):\n%s", diff)
 	}
 }
+
+func TestWriterBatchRefusesWholeBatch(t *testing.T) {
+	t.Parallel()
+	var buf bytes.Buffer
+	w := jsonconn.NewWriter(&buf, &jsonconn.Config{MaxFrameSize: 16})
+	n, err := w.WriteBatch([][]byte{[]byte(`1`), []byte(`{"bad"`), []byte(`3`)})
+	var ije *jsonconn.InvalidJSONError
+	if n != 0 || !errors.As(err, &ije) || !strings.Contains(err.Error(), "message 1") {
+		t.Fatalf("WriteBatch with a bad message = %d, %v; want 0 and an *InvalidJSONError naming message 1", n, err)
+	}
+	if n, err := w.WriteBatch([][]byte{[]byte(`1`), []byte(`"` + strings.Repeat("x", 20) + `"`)}); n != 0 || !errors.Is(err, jsonconn.ErrFrameTooLarge) {
+		t.Fatalf("WriteBatch with a large message = %d, %v; want 0, ErrFrameTooLarge", n, err)
+	}
+	if buf.Len() != 0 {
+		t.Fatalf("a refused batch wrote %q", buf.Bytes())
+	}
+}
+
+// TestWriterBatchTimeoutIsAllOrNothingPerMessage stalls a batch after every
+// possible byte count and checks the count and the stream.
+func TestWriterBatchTimeoutIsAllOrNothingPerMessage(t *testing.T) {
+	t.Parallel()
+	batch := []string{`"first"`, `{"second":2}`, `[3]`}
+	wire := frames(batch...)
+	for stall := 0; stall < len(wire); stall++ {
+		sw := &stallWriter{limit: stall, err: os.ErrDeadlineExceeded}
+		w := jsonconn.NewWriter(sw, nil)
+		msgs := make([][]byte, len(batch))
+		for i, m := range batch {
+			msgs[i] = []byte(m)
+		}
+		n, err := w.WriteBatch(msgs)
+		checkTimeout(t, err)
+		// The frames that left whole, plus one cut in the middle.
+		whole, end := 0, 0
+		for whole < len(batch) && end+4+len(batch[whole]) <= stall {
+			end += 4 + len(batch[whole])
+			whole++
+		}
+		want := whole
+		if stall > end {
+			want++
+		}
+		if n != want || errors.Is(err, jsonconn.ErrPending) != (stall > end) {
+			t.Fatalf("stall %d: WriteBatch = %d, %v; want %d committed, ErrPending %t", stall, n, err, want, stall > end)
+		}
+		sw.limit = 1 << 20
+		if _, err := w.Write([]byte(`"after"`)); err != nil {
+			t.Fatalf("stall %d: Write after the stall: %v", stall, err)
+		}
+		if diff := cmp.Diff(append(batch[:n:n], `"after"`), readAll(t, sw.buf.Bytes())); diff != "" {
+			t.Fatalf("stall %d: peer got (-want +got):\n%s", stall, diff)
+		}
+	}
+}
