@@ -257,14 +257,7 @@ func (c *Conn) Write(p []byte) (int, error) {
 	if err := c.w.check(p); err != nil {
 		return 0, err
 	}
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	if c.closed.Load() {
-		return 0, c.opError("write", net.ErrClosed)
-	}
-	c.setWriteTimeoutLocked()
-	n, err := c.w.writeFrame(p)
-	return n, c.writeError(err)
+	return c.write(func() (int, error) { return c.w.writeFrame(p) })
 }
 
 // Send encodes v as compact JSON and sends it as one message. Encoding
@@ -276,14 +269,8 @@ func (c *Conn) Send(v any) error {
 		return err
 	}
 	defer e.free()
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	if c.closed.Load() {
-		return c.opError("write", net.ErrClosed)
-	}
-	c.setWriteTimeoutLocked()
-	_, err = c.w.writeFrame(p)
-	return c.writeError(err)
+	_, err = c.write(func() (int, error) { return c.w.writeFrame(p) })
+	return err
 }
 
 // WriteBatch sends each element of msgs as one message, in order, in one
@@ -295,13 +282,19 @@ func (c *Conn) WriteBatch(msgs [][]byte) (int, error) {
 	if err := c.w.checkBatch(msgs); err != nil {
 		return 0, err
 	}
+	return c.write(func() (int, error) { return c.w.writeFrames(msgs) })
+}
+
+// write runs f, one of c.w's writing methods, under the write lock, with a
+// Server's write timeout, and maps its error to what the Conn returns.
+func (c *Conn) write(f func() (int, error)) (int, error) {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	if c.closed.Load() {
 		return 0, c.opError("write", net.ErrClosed)
 	}
 	c.setWriteTimeoutLocked()
-	n, err := c.w.writeFrames(msgs)
+	n, err := f()
 	return n, c.writeError(err)
 }
 
