@@ -9,28 +9,30 @@ import (
 )
 
 var (
-	// ErrFrameTooLarge is matched (with errors.Is) by the error returned when a
-	// frame's payload exceeds the frame cap: by Write and Send for a message the
-	// caller tried to send, which is refused before any byte is written, and by
-	// the reading methods for a frame header announced by the peer, which ends
-	// the stream. The error itself is a *FrameSizeError carrying the sizes.
+	// ErrFrameTooLarge is matched (with errors.Is) by the error returned when
+	// a frame's payload exceeds the frame cap: by Write, Send and WriteBatch
+	// for a message the caller tried to send, which is refused before any
+	// byte is written, and by the reading methods for a frame header announced
+	// by the peer, which ends the stream. The error itself is a
+	// *FrameSizeError carrying the sizes.
 	ErrFrameTooLarge = errors.New("jsonconn: frame too large")
 
 	// ErrInvalidJSON is matched (with errors.Is) by the error returned when a
-	// payload is not exactly one JSON value: by Write for a message the caller
-	// tried to send, which is refused before any byte is written, and by the
-	// reading methods for a frame received from the peer, which ends the stream.
-	// The error itself is an *InvalidJSONError carrying the offset.
+	// payload is not exactly one JSON value: by Write, WriteBatch and (with
+	// Config.Marshal) Send for a message the caller tried to send, which is
+	// refused before any byte is written, and by the reading methods for a
+	// frame received from the peer, which ends the stream. The error itself is
+	// an *InvalidJSONError carrying the offset.
 	ErrInvalidJSON = errors.New("jsonconn: invalid JSON")
 
-	// ErrPending is matched (with errors.Is) by the error that Write and Send
-	// return when a deadline (or another I/O timeout) struck
-	// after part of the frame had already been written. The message is
-	// committed: Write reports len(p), the unsent rest of the frame is kept and
-	// goes out ahead of anything else on the next write or Flush, and the peer
-	// receives the message whole. Do not send it again. The same error also
-	// matches os.ErrDeadlineExceeded and is a net.Error whose Timeout reports
-	// true, so code that only knows net.Conn sees an ordinary timeout.
+	// ErrPending is matched (with errors.Is) by the error that Write, Send and
+	// WriteBatch return when a deadline (or another I/O timeout) struck after
+	// part of a frame had already been written. The message is committed:
+	// Write reports len(p), the unsent rest of the frame is kept and goes out
+	// ahead of anything else on the next write or Flush, and the peer receives
+	// the message whole. Do not send it again. The same error also matches
+	// os.ErrDeadlineExceeded and is a net.Error whose Timeout reports true, so
+	// code that only knows net.Conn sees an ordinary timeout.
 	//
 	// A timeout that struck before any byte of the frame left does not match
 	// ErrPending: that message was not sent and the Write returns 0.
