@@ -67,6 +67,7 @@ var deepStacks = sync.Pool{New: func() any { return new([(maxNestingDepth + 63) 
 
 func (st *bitStack) valid(p []byte) bool {
 	depth := 0
+	inObject := false // the innermost open container is an object
 	i := skipSpace(p, 0)
 value:
 	for {
@@ -79,15 +80,17 @@ value:
 			if depth == maxNestingDepth {
 				return false
 			}
-			st.set(depth, c == '{')
+			inObject = c == '{'
+			st.set(depth, inObject)
 			depth++
 			if i = skipSpace(p, i+1); i >= len(p) {
 				return false
 			}
-			if c == '{' {
+			if inObject {
 				if p[i] == '}' {
 					i++
 					depth--
+					inObject = depth > 0 && st.object(depth-1)
 					break
 				}
 				if i = member(p, i); i < 0 {
@@ -98,6 +101,7 @@ value:
 			if p[i] == ']' {
 				i++
 				depth--
+				inObject = depth > 0 && st.object(depth-1)
 				break
 			}
 			continue value
@@ -132,7 +136,6 @@ value:
 			if i >= len(p) {
 				return false
 			}
-			inObject := st.object(depth - 1)
 			switch c := p[i]; {
 			case c == ',':
 				if i = skipSpace(p, i+1); inObject {
@@ -144,6 +147,7 @@ value:
 			case c == '}' && inObject, c == ']' && !inObject:
 				i++
 				depth--
+				inObject = depth > 0 && st.object(depth-1)
 			default:
 				return false
 			}
@@ -211,8 +215,10 @@ func stringEnd(p []byte, i int) int {
 			if special != 0 {
 				// The lowest flagged byte is exact; those above it may
 				// be false alarms from a borrow, which the byte loop
-				// below settles.
-				i += bits.TrailingZeros64(special) / 8
+				// below settles. Most often it is the closing quote.
+				if i += bits.TrailingZeros64(special) / 8; p[i] == '"' {
+					return i + 1
+				}
 				break
 			}
 			i += 8
