@@ -62,8 +62,25 @@ func makeBenchSize(name string, items int) benchSize {
 
 var benchSizes = []benchSize{
 	makeBenchSize("small", 0),     // ~120 B
-	makeBenchSize("4KiB", 33),     // ~4 KiB
+	makeBenchSize("4KiB", 33),     // ~4 KiB of many short fields
+	makeTextSize("4KiBtext"),      // ~4 KiB, mostly one text field
 	makeBenchSize("200KiB", 1750), // ~200 KiB
+}
+
+// makeTextSize returns a message of about 4 KiB whose bulk is prose in one
+// string, with a few escapes, like a chat message or a log record: the other
+// common shape of real JSON, where strings dominate.
+func makeTextSize(name string) benchSize {
+	var text []byte
+	for i := 0; len(text) < 3900; i++ {
+		text = fmt.Appendf(text, "Paragraph %d: the \"quick\" brown fox jumps over the lazy dog, then rests.\n", i)
+	}
+	m := benchMsg{Kind: "note", Seq: 42, Item: benchItem{ID: 7, Name: string(text), Email: "author@example.com", Tags: []string{"text"}}}
+	p, err := json.Marshal(m)
+	if err != nil {
+		panic(err)
+	}
+	return benchSize{name, m, p}
 }
 
 // benchConns returns a connected loopback TCP pair.
