@@ -1,0 +1,70 @@
+"""A jsonconn protocol peer in Python 3 (asyncio, standard library only), for
+the Go interop tests and as a reference for Python users: each frame is a
+4-byte big-endian length and one JSON value (docs/protocol.md).
+
+Usage: python3 peer.py HOST PORT
+
+It connects, then answers every message with its own re-encoding of it.
+Two commands let a test see it send a broken frame:
+  {"cmd":"oversize"}  sends a header one byte over the cap;
+  {"cmd":"invalid"}   sends a frame that is not JSON.
+It closes the connection on a header over the cap or a payload that is not
+JSON, as the protocol requires.
+"""
+
+import asyncio
+import json
+import os
+import struct
+import sys
+
+MAX_FRAME = int(os.environ.get("JSONCONN_MAX_FRAME", "262144"))
+
+
+def reject_constant(name):
+    # json.loads accepts NaN and Infinity, which are not JSON.
+    raise ValueError(f"not JSON: {name}")
+
+
+def encode(value):
+    body = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    return frame(body.encode("utf-8"))
+
+
+def frame(body):
+    return struct.pack(">I", len(body)) + body
+
+
+async def serve(host, port):
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        while True:
+            try:
+                header = await reader.readexactly(4)
+            except asyncio.IncompleteReadError:
+                return  # end of stream
+            (n,) = struct.unpack(">I", header)
+            if n > MAX_FRAME:
+                return  # hostile or broken peer: terminate before reading the body
+            body = await reader.readexactly(n)
+            try:
+                # Invalid UTF-8 inside strings becomes U+FFFD, as in Go.
+                text = body.decode("utf-8", errors="replace")
+                value = json.loads(text, parse_constant=reject_constant)
+            except (ValueError, RecursionError):
+                return  # not JSON (or nested beyond Python's limit): terminate
+            if isinstance(value, dict) and value.get("cmd") == "oversize":
+                writer.write(struct.pack(">I", MAX_FRAME + 1))
+            elif isinstance(value, dict) and value.get("cmd") == "invalid":
+                writer.write(frame(b'{"broken":'))
+            else:
+                writer.write(encode(value))
+            await writer.drain()
+    except (asyncio.IncompleteReadError, ConnectionError):
+        return
+    finally:
+        writer.close()
+
+
+if __name__ == "__main__":
+    asyncio.run(serve(sys.argv[1], int(sys.argv[2])))
