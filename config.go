@@ -27,13 +27,18 @@ type Config struct {
 	// Its output must be one JSON value; with validation on, Send checks it
 	// and refuses an invalid one with an *InvalidJSONError before writing.
 	// A faster JSON library's Marshal function fits here; so does one that
-	// writes another encoding, with DisableValidation.
+	// writes another encoding, with DisableValidation. The returned slice
+	// must be the caller's to keep: Send may write it after Marshal has been
+	// called again by another goroutine, so a Marshal that reuses one buffer
+	// would corrupt messages.
 	Marshal func(v any) ([]byte, error)
 
 	// Unmarshal, if not nil, decodes payloads for Receive in place of
 	// json.Unmarshal. With validation on, Receive validates each payload
 	// first, since the replacement may not; an error from Unmarshal then
-	// consumes the message and leaves the stream in sync.
+	// consumes the message and leaves the stream in sync. data is valid only
+	// during the call, as for json.Unmarshaler: it lives in a pooled buffer,
+	// so a decoder that keeps references into it must copy.
 	Unmarshal func(data []byte, v any) error
 }
 

@@ -5,7 +5,9 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math"
+	"net"
 	"strings"
 	"testing"
 
@@ -125,5 +127,44 @@ func TestConfigCodec(t *testing.T) {
 	r = jsonconn.NewReader(bytes.NewReader(frames(`{"wrapped":`)), cfg)
 	if err := r.Receive(&n); !errors.Is(err, jsonconn.ErrInvalidJSON) || unmarshals != 3 {
 		t.Fatalf("Receive of invalid JSON = %v (codec ran %d times), want ErrInvalidJSON before the codec", err, unmarshals)
+	}
+}
+
+// TestConfigUnmarshalPanicReleasesLock: a panicking decoder must not leave
+// the Conn's read lock held.
+func TestConfigUnmarshalPanicReleasesLock(t *testing.T) {
+	t.Parallel()
+	cfg := &jsonconn.Config{Unmarshal: func(data []byte, v any) error {
+		if string(data) == `"boom"` {
+			panic("decoder exploded")
+		}
+		return json.Unmarshal(data, v)
+	}}
+	a, b := net.Pipe()
+	ca, cb := jsonconn.New(a, cfg), jsonconn.New(b, cfg)
+	defer ca.Close()
+	defer cb.Close()
+	go func() {
+		ca.Send("boom")
+		ca.Send("fine")
+	}()
+	func() {
+		defer func() {
+			if recover() == nil {
+				t.Error("the decoder's panic did not reach the caller")
+			}
+		}()
+		var s string
+		cb.Receive(&s)
+	}()
+	done := async(func() error {
+		var s string
+		if err := cb.Receive(&s); err != nil || s != "fine" {
+			return fmt.Errorf("Receive after a panic = %q, %v", s, err)
+		}
+		return nil
+	})
+	if err := await(t, done); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -142,15 +142,21 @@ func (c *Conn) read(f func() error) error {
 	if c.closed.Load() {
 		return c.opError("read", net.ErrClosed)
 	}
-	c.rmu.Lock()
-	err := c.readLocked(f)
-	c.rmu.Unlock()
+	err := c.readWithLock(f)
 	if errors.Is(err, ErrFrameTooLarge) || errors.Is(err, ErrInvalidJSON) {
 		// The peer broke the protocol: terminate the connection, outside
 		// the lock, since closing a TLS conn may wait to send an alert.
 		c.closeNet()
 	}
 	return err
+}
+
+// readWithLock runs readLocked under the read lock, which a panic in f (a
+// destination's UnmarshalJSON, Config.Unmarshal) releases too.
+func (c *Conn) readWithLock(f func() error) error {
+	c.rmu.Lock()
+	defer c.rmu.Unlock()
+	return c.readLocked(f)
 }
 
 func (c *Conn) readLocked(f func() error) error {
@@ -273,8 +279,8 @@ func (c *Conn) Send(v any) error {
 	return err
 }
 
-// WriteBatch sends each element of msgs as one message, in order, in one
-// writev call on TCP and Unix sockets. It returns how many messages were
+// WriteBatch sends each element of msgs as one message, in order, in writev
+// calls of up to 512 messages on TCP and Unix sockets. It returns how many messages were
 // committed; see Writer.WriteBatch. The checks run before the write lock is
 // taken, and the batch is never interleaved with another goroutine's frames.
 // A Server's WriteTimeout applies to the batch as a whole.

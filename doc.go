@@ -19,9 +19,9 @@
 // net.Conn: Write sends exactly one message and Read returns payload bytes,
 // never of two messages in one call, so json.NewEncoder, json.NewDecoder and
 // net/rpc/jsonrpc work over it unchanged. Send and Receive marshal and
-// unmarshal Go values (with encoding/json, or the codec in Config);
-// ReadMessage and AppendMessage return whole payloads; WriteBatch sends many
-// messages in one system call.
+// unmarshal Go values (with encoding/json, or the codec in Config).
+// ReadMessage and AppendMessage return whole payloads, and WriteBatch sends up
+// to 512 messages per system call.
 // Reader and Writer do the same over a plain io.Reader or io.Writer, such as
 // standard input and output.
 //

@@ -38,3 +38,8 @@ func (w *Writer) HeldPending() int {
 // Valid is the package's JSON validator, for the differential tests against
 // json.Valid.
 var Valid = valid
+
+// ForceVectored makes w take the writev path for batches, as on a socket,
+// over any writer: net.Buffers then writes buffer by buffer, which exercises
+// the same bookkeeping of how much of the batch left.
+func (w *Writer) ForceVectored() { w.vectored = true }

@@ -1,15 +1,17 @@
 package jsonconn_test
 
 import (
-	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
+	"os"
 	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -26,12 +28,23 @@ var peers = []struct {
 	{"python", "python3", "interop/python/peer.py"},
 }
 
+// A peerProc is a running peer and the Conn it dialed into.
+type peerProc struct {
+	*jsonconn.Conn
+	exited  chan struct{} // closed when the child has exited
+	waitErr error         // the child's exit status, once exited is closed
+}
+
 // startPeer starts a peer and returns the Conn it dialed into. The child
-// is killed when the test ends, whatever happens.
-func startPeer(t *testing.T, interpreter, script string) *jsonconn.Conn {
+// is stopped when the test ends, whatever happens: given a few seconds to
+// exit after its connection closes, then killed.
+func startPeer(t *testing.T, interpreter, script string) *peerProc {
 	t.Helper()
 	path, err := exec.LookPath(interpreter)
 	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("%s is not installed, but CI machines have it: %v", interpreter, err)
+		}
 		t.Skipf("%s is not installed, so this peer cannot be tested here: %v", interpreter, err)
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -40,28 +53,77 @@ func startPeer(t *testing.T, interpreter, script string) *jsonconn.Conn {
 	}
 	defer ln.Close()
 	host, port, _ := net.SplitHostPort(ln.Addr().String())
-	var stderr bytes.Buffer
+	stderr := new(syncBuffer)
 	cmd := exec.Command(path, script, host, port)
-	cmd.Stderr = &stderr
+	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	p := &peerProc{exited: make(chan struct{})}
+	go func() {
+		p.waitErr = cmd.Wait()
+		close(p.exited)
+	}()
+	type accepted struct {
+		raw net.Conn
+		err error
+	}
+	acceptc := make(chan accepted, 1)
 	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-		if t.Failed() && stderr.Len() > 0 {
+		if p.Conn != nil {
+			p.Close()
+		}
+		select {
+		case a := <-acceptc: // accepted after the test gave up on it
+			if a.raw != nil {
+				a.raw.Close()
+			}
+		default:
+		}
+		select {
+		case <-p.exited:
+		case <-time.After(5 * time.Second):
+			cmd.Process.Kill()
+			<-p.exited
+		}
+		if t.Failed() && stderr.String() != "" {
 			t.Logf("%s stderr:\n%s", interpreter, stderr.String())
 		}
 	})
 	ln.(*net.TCPListener).SetDeadline(time.Now().Add(hangTimeout))
-	raw, err := ln.Accept()
-	if err != nil {
-		t.Fatalf("the %s peer did not connect: %v", interpreter, err)
+	go func() {
+		raw, err := ln.Accept()
+		acceptc <- accepted{raw, err}
+	}()
+	select {
+	case a := <-acceptc:
+		if a.err != nil {
+			t.Fatalf("the %s peer did not connect: %v", interpreter, a.err)
+		}
+		p.Conn = jsonconn.New(a.raw, nil)
+	case <-p.exited:
+		t.Fatalf("the %s peer exited before connecting (%v); stderr:\n%s", interpreter, p.waitErr, stderr.String())
 	}
-	c := jsonconn.New(raw, nil)
-	t.Cleanup(func() { c.Close() })
-	c.SetDeadline(time.Now().Add(hangTimeout))
-	return c
+	p.SetDeadline(time.Now().Add(hangTimeout))
+	return p
+}
+
+// closedByPeer checks that err is the peer closing the connection (a clean
+// end or a reset), not anything the Go side detected, and that the peer then
+// exited cleanly.
+func closedByPeer(t *testing.T, p *peerProc, err error) {
+	t.Helper()
+	if err != io.EOF && !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("got %v; want the peer to close the connection (io.EOF or a reset)", err)
+	}
+	select {
+	case <-p.exited:
+		if p.waitErr != nil {
+			t.Fatalf("the peer exited with %v after closing", p.waitErr)
+		}
+	case <-time.After(hangTimeout):
+		t.Fatal("the peer closed the connection but did not exit")
+	}
 }
 
 // interopValues returns n mixed values, deterministic, and one whose
@@ -172,9 +234,7 @@ func TestInterop(t *testing.T) {
 						t.Fatal(err)
 					}
 					_, err := c.ReadMessage()
-					if err == nil || isTimeout(err) {
-						t.Fatalf("after a bad frame the peer answered (%v); want it to close the connection", err)
-					}
+					closedByPeer(t, c, err)
 				})
 			}
 			// Go terminates on the peer's broken frames.

@@ -125,9 +125,9 @@ func (w *Writer) encode(v any) (e *encodeState, p []byte, err error) {
 }
 
 // WriteBatch sends each element of msgs as one message, in order. On TCP and
-// Unix sockets the whole batch goes out in one writev call, which for small
-// messages costs far less than a call per message; on other writers each
-// message takes its own call. Every message is checked first: if any is
+// Unix sockets the batch goes out in writev calls of up to 512 messages (the
+// kernel's limit of 1,024 iovecs), which for small messages costs far less
+// than a call per message; on other writers each message takes its own call. Every message is checked first: if any is
 // refused, nothing is sent and the error (wrapped with the message's index,
 // matching the same sentinels and types as Write's) is returned with 0.
 //
@@ -155,22 +155,22 @@ func (w *Writer) checkBatch(msgs [][]byte) error {
 
 // writeFrames writes the frames of msgs, which have passed checkBatch.
 func (w *Writer) writeFrames(msgs [][]byte) (int, error) {
-	if !w.vectored || len(msgs) < 2 {
-		for i, p := range msgs {
-			if n, err := w.writeFrame(p); err != nil {
-				if n > 0 {
-					i++ // committed, its rest pending
-				}
-				return i, err
-			}
-		}
-		return len(msgs), nil
-	}
 	if w.err != nil {
 		return 0, w.err
 	}
 	if err := w.flushPending(); err != nil {
 		return 0, err
+	}
+	if !w.vectored || len(msgs) < 2 {
+		for i, p := range msgs {
+			if _, err := w.writeFrame(p); err != nil {
+				if _, pending := err.(*pendingError); pending {
+					i++ // committed, its rest pending (len(p) may be 0)
+				}
+				return i, err
+			}
+		}
+		return len(msgs), nil
 	}
 	hdrs := make([]byte, headerLen*len(msgs))
 	iov := make(net.Buffers, 0, 2*len(msgs))

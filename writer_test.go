@@ -333,39 +333,76 @@ func TestWriterBatchRefusesWholeBatch(t *testing.T) {
 }
 
 // TestWriterBatchTimeoutIsAllOrNothingPerMessage stalls a batch after every
-// possible byte count and checks the count and the stream.
+// possible byte count, on the sequential path and on the writev path, and
+// checks the count and the stream. Empty payloads are in the batch because a
+// committed empty message reports no bytes of its own.
 func TestWriterBatchTimeoutIsAllOrNothingPerMessage(t *testing.T) {
 	t.Parallel()
-	batch := []string{`"first"`, `{"second":2}`, `[3]`}
+	batch := []string{`"first"`, ``, `{"second":2}`, ``, `[3]`, ``}
 	wire := frames(batch...)
-	for stall := 0; stall < len(wire); stall++ {
-		sw := &stallWriter{limit: stall, err: os.ErrDeadlineExceeded}
-		w := jsonconn.NewWriter(sw, nil)
-		msgs := make([][]byte, len(batch))
-		for i, m := range batch {
-			msgs[i] = []byte(m)
+	for _, vectored := range []bool{false, true} {
+		for stall := 0; stall <= len(wire); stall++ {
+			sw := &stallWriter{limit: stall, err: os.ErrDeadlineExceeded}
+			w := jsonconn.NewWriter(sw, &jsonconn.Config{DisableValidation: true})
+			if vectored {
+				w.ForceVectored()
+			}
+			msgs := make([][]byte, len(batch))
+			for i, m := range batch {
+				msgs[i] = []byte(m)
+			}
+			n, err := w.WriteBatch(msgs)
+			// The frames that left whole, plus one cut in the middle.
+			whole, end := 0, 0
+			for whole < len(batch) && end+4+len(batch[whole]) <= stall {
+				end += 4 + len(batch[whole])
+				whole++
+			}
+			cut := stall > end && whole < len(batch)
+			want := whole
+			if cut {
+				want++
+			}
+			if stall == len(wire) {
+				if n != len(batch) || err != nil {
+					t.Fatalf("vectored %t: a batch that left whole = %d, %v", vectored, n, err)
+				}
+			} else {
+				checkTimeout(t, err)
+				if n != want || errors.Is(err, jsonconn.ErrPending) != cut {
+					t.Fatalf("vectored %t, stall %d: WriteBatch = %d, %v; want %d committed, ErrPending %t", vectored, stall, n, err, want, cut)
+				}
+			}
+			sw.limit = 1 << 20
+			if _, err := w.Write([]byte(`"after"`)); err != nil {
+				t.Fatalf("vectored %t, stall %d: Write after the stall: %v", vectored, stall, err)
+			}
+			r := jsonconn.NewReader(bytes.NewReader(sw.buf.Bytes()), &jsonconn.Config{DisableValidation: true})
+			got, err := readMessages(r)
+			if err != io.EOF {
+				t.Fatalf("vectored %t, stall %d: stream ended with %v", vectored, stall, err)
+			}
+			var gotStrings []string
+			for _, m := range got {
+				gotStrings = append(gotStrings, string(m))
+			}
+			if diff := cmp.Diff(append(batch[:n:n], `"after"`), gotStrings); diff != "" {
+				t.Fatalf("vectored %t, stall %d: peer got (-want +got):\n%s", vectored, stall, diff)
+			}
 		}
-		n, err := w.WriteBatch(msgs)
-		checkTimeout(t, err)
-		// The frames that left whole, plus one cut in the middle.
-		whole, end := 0, 0
-		for whole < len(batch) && end+4+len(batch[whole]) <= stall {
-			end += 4 + len(batch[whole])
-			whole++
-		}
-		want := whole
-		if stall > end {
-			want++
-		}
-		if n != want || errors.Is(err, jsonconn.ErrPending) != (stall > end) {
-			t.Fatalf("stall %d: WriteBatch = %d, %v; want %d committed, ErrPending %t", stall, n, err, want, stall > end)
-		}
-		sw.limit = 1 << 20
-		if _, err := w.Write([]byte(`"after"`)); err != nil {
-			t.Fatalf("stall %d: Write after the stall: %v", stall, err)
-		}
-		if diff := cmp.Diff(append(batch[:n:n], `"after"`), readAll(t, sw.buf.Bytes())); diff != "" {
-			t.Fatalf("stall %d: peer got (-want +got):\n%s", stall, diff)
-		}
+	}
+}
+
+func TestWriterEmptyBatch(t *testing.T) {
+	t.Parallel()
+	broken := errors.New("broken")
+	sw := &stallWriter{limit: 0, err: broken}
+	w := jsonconn.NewWriter(sw, nil)
+	if n, err := w.WriteBatch(nil); n != 0 || err != nil {
+		t.Fatalf("empty batch on a healthy Writer = %d, %v", n, err)
+	}
+	w.Write([]byte(`1`)) // breaks the Writer for good
+	if n, err := w.WriteBatch(nil); n != 0 || err != broken {
+		t.Fatalf("empty batch after a write failure = %d, %v; want 0, %v", n, err, broken)
 	}
 }

@@ -27,8 +27,17 @@ def reject_constant(name):
 
 
 def encode(value):
-    body = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-    return frame(body.encode("utf-8"))
+    """Returns the frame of value. Raises ValueError for a number that was
+    valid JSON but overflowed a float (1e400 became inf), which JSON cannot
+    carry back."""
+    try:
+        body = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        return frame(body.encode("utf-8"))
+    except UnicodeEncodeError:
+        # A lone surrogate ("\ud800" is valid JSON) has no UTF-8 form: keep
+        # it escaped.
+        body = json.dumps(value, ensure_ascii=True, separators=(",", ":"), allow_nan=False)
+        return frame(body.encode("ascii"))
 
 
 def frame(body):
@@ -58,7 +67,11 @@ async def serve(host, port):
             elif isinstance(value, dict) and value.get("cmd") == "invalid":
                 writer.write(frame(b'{"broken":'))
             else:
-                writer.write(encode(value))
+                try:
+                    writer.write(encode(value))
+                except ValueError as e:
+                    print(f"peer.py: cannot re-encode a message: {e}", file=sys.stderr)
+                    return
             await writer.drain()
     except (asyncio.IncompleteReadError, ConnectionError):
         return
