@@ -1,0 +1,45 @@
+package main
+
+import (
+	"fmt"
+	"time"
+)
+
+func runBench(args []string, e *env) int {
+	fs := newFlagSet(e, "bench", "[flags] ADDR", `Generate load against the server at ADDR: -conns connections each send
+messages of -size bytes as fast as the server takes them, -count in all or
+for -duration, whichever ends first. With -echo (the default) the server
+must send every message back, as 'jsonconn listen -echo ADDR' does, and
+bench checks each one; with -echo=false it counts the messages the server
+has read, which it knows when the server closes the connection after the
+end of the stream. A progress line runs on stderr; the summary goes to
+stdout.`)
+	maxFrame := maxFrameFlag(fs)
+	size := sizeValue(1024)
+	fs.Var(&size, "size", fmt.Sprintf("the payload `size` of each message, at least %d bytes", minLoadSize))
+	count := fs.Int64("count", 100000, "how many messages to send in all; 0 means no limit (use -duration)")
+	duration := fs.Duration("duration", 0, "how long to send for; 0 means no limit (use -count)")
+	conns := fs.Int("conns", 1, "how many connections send at once")
+	echo := fs.Bool("echo", true, "expect each message back from the server, and check it")
+	timeout := fs.Duration("timeout", 10*time.Second, "how long to wait for each connection to be set up")
+	ep, status, ok := fs.parseEndpoint(args, maxFrame)
+	if !ok {
+		return status
+	}
+	switch {
+	case int(size) < minLoadSize || int(size) > int(*maxFrame):
+		return fs.usageError("-size must be from %d bytes to -max-frame (%s)", minLoadSize, maxFrame)
+	case *count < 0 || *duration < 0:
+		return fs.usageError("-count and -duration must not be negative")
+	case *count == 0 && *duration == 0:
+		return fs.usageError("set -count or -duration, or both")
+	case *conns < 1:
+		return fs.usageError("-conns must be at least 1")
+	}
+
+	ctx, signalStatus, stop := interrupts(e, "bench")
+	defer stop()
+	l := &load{network: ep.network, address: ep.address, cfg: ep.cfg, size: int(size), conns: *conns,
+		count: *count, duration: *duration, echo: *echo, dialTimeout: *timeout}
+	return l.report(ctx, e, "bench", signalStatus)
+}

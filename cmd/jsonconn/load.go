@@ -1,0 +1,273 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/jsonconn/jsonconn"
+)
+
+// A load is a throughput run: conns connections, each sending messages of
+// size bytes as fast as the peer takes them, until count messages have gone
+// (0: no limit) or duration has passed (0: no limit). With echo, each
+// connection also reads every message back and checks it is the one it
+// sent; without, it shuts down its sending side at the end and waits for the
+// peer to close, so that the run counts only messages the peer has read.
+type load struct {
+	network, address string
+	cfg              *jsonconn.Config
+	size, conns      int
+	count            int64
+	duration         time.Duration
+	echo             bool
+	dialTimeout      time.Duration
+
+	sent, received atomic.Int64 // messages, across connections
+}
+
+// minLoadSize is the smallest message a load can send: the JSON object it
+// pads to size needs room for a sequence number.
+const minLoadSize = len(`{"n":                   0,"pad":""}`)
+
+// A loadMessage is the payload of message n of a connection:
+// {"n":<n right-aligned in 20 bytes>,"pad":"xxx…"} padded to size bytes,
+// so that each message differs and the receiver can check it came back
+// unchanged without allocating.
+type loadMessage []byte
+
+func newLoadMessage(size int) loadMessage {
+	m := make([]byte, 0, size)
+	m = append(m, `{"n":`...)
+	m = append(m, bytes.Repeat([]byte(" "), 20)...)
+	m = append(m, `,"pad":"`...)
+	m = append(m, bytes.Repeat([]byte("x"), size-len(m)-2)...)
+	m = append(m, `"}`...)
+	return m
+}
+
+// set writes n into the message.
+func (m loadMessage) set(n int64) {
+	field := m[5:25]
+	for i := range field {
+		field[i] = ' '
+	}
+	var digits [20]byte
+	d := strconv.AppendInt(digits[:0], n, 10)
+	copy(field[len(field)-len(d):], d)
+}
+
+// run runs the load, calling tick every interval with the totals so far,
+// and returns how long it took. Stopping ctx ends it early, without error.
+func (l *load) run(ctx context.Context, interval time.Duration, tick func(sent, received int64, elapsed time.Duration)) (time.Duration, error) {
+	if l.duration > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, l.duration)
+		defer cancel()
+	}
+	conns := make([]*jsonconn.Conn, l.conns)
+	d := jsonconn.Dialer{NetDialer: &net.Dialer{Timeout: l.dialTimeout}, Config: l.cfg}
+	for i := range conns {
+		c, err := d.DialContext(ctx, l.network, l.address)
+		if err != nil {
+			for _, c := range conns[:i] {
+				c.Close()
+			}
+			if ctx.Err() != nil {
+				return 0, nil
+			}
+			return 0, err
+		}
+		conns[i] = c.(*jsonconn.Conn)
+	}
+
+	start := time.Now()
+	done := make(chan struct{})
+	var ticks sync.WaitGroup
+	ticks.Add(1)
+	go func() {
+		defer ticks.Done()
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-t.C:
+				tick(l.sent.Load(), l.received.Load(), time.Since(start))
+			case <-done:
+				return
+			}
+		}
+	}()
+	g, gctx := errgroup.WithContext(ctx)
+	for i, c := range conns {
+		quota := int64(-1)
+		if l.count > 0 {
+			quota = l.count / int64(l.conns)
+			if int64(i) < l.count%int64(l.conns) {
+				quota++
+			}
+		}
+		g.Go(func() error { return l.drive(gctx, c, i+1, quota) })
+	}
+	err := g.Wait()
+	elapsed := time.Since(start)
+	close(done)
+	ticks.Wait()
+	for _, c := range conns {
+		c.Close()
+	}
+	return elapsed, err
+}
+
+// drain bounds how long a connection waits, once it has stopped sending, for
+// the peer to return or read what it sent and close.
+const drain = 10 * time.Second
+
+// drive runs one connection: it sends quota messages (or, for a negative
+// quota, until ctx is done), shuts down its sending side, and reads until
+// the peer closes, checking that each message came back with echo. An echo
+// server closes when it reads EOF, as any server does that serves until the
+// end of the stream. id names the connection in errors.
+func (l *load) drive(ctx context.Context, c *jsonconn.Conn, id int, quota int64) error {
+	// A write blocked on a peer that stopped reading ends within drain of
+	// the end of the run.
+	defer context.AfterFunc(ctx, func() { c.SetWriteDeadline(time.Now().Add(drain)) })()
+	var sent atomic.Int64
+	g := new(errgroup.Group)
+	g.Go(func() error {
+		m := newLoadMessage(l.size)
+		for n := int64(0); n != quota && ctx.Err() == nil; n++ {
+			m.set(n)
+			if _, err := c.Write(m); err != nil {
+				c.Close() // and so end the reader
+				return fmt.Errorf("conn %d: sending: %w", id, err)
+			}
+			sent.Add(1)
+			l.sent.Add(1)
+		}
+		c.SetReadDeadline(time.Now().Add(drain))
+		if err := c.CloseWrite(); err != nil {
+			c.Close()
+			return fmt.Errorf("conn %d: closing the sending side: %w", id, err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		want := newLoadMessage(l.size)
+		var buf []byte
+		for n := int64(0); ; n++ {
+			var err error
+			buf, err = c.AppendMessage(buf[:0])
+			switch {
+			case err == io.EOF && l.echo && n != sent.Load():
+				return fmt.Errorf("conn %d: the peer closed after returning %d of %d messages", id, n, sent.Load())
+			case err == io.EOF:
+				return nil
+			case errors.Is(err, net.ErrClosed):
+				return nil // the sender failed, and says why
+			case errors.Is(err, os.ErrDeadlineExceeded):
+				return fmt.Errorf("conn %d: the peer did not close within %v of the last message", id, drain)
+			case err != nil:
+				return fmt.Errorf("conn %d: receiving: %w", id, err)
+			case !l.echo:
+				continue // not an echo server: ignore what it says
+			}
+			want.set(n)
+			if !bytes.Equal(buf, want) {
+				return fmt.Errorf("conn %d: message %d came back changed: %.80s", id, n, buf)
+			}
+			l.received.Add(1)
+		}
+	})
+	return g.Wait()
+}
+
+// A meter prints a live progress line on stderr: rewritten in place with
+// "\r" on a terminal, or one line a second otherwise.
+type meter struct {
+	w        io.Writer
+	tty      bool
+	size     int
+	last     int64
+	lastTime time.Duration
+	printed  bool
+}
+
+func newMeter(w io.Writer, size int) (*meter, time.Duration) {
+	m := &meter{w: w, size: size}
+	if f, ok := w.(*os.File); ok {
+		if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
+			m.tty = true
+			return m, 200 * time.Millisecond
+		}
+	}
+	return m, time.Second
+}
+
+// tick prints the rate since the last tick.
+func (m *meter) tick(sent, received int64, elapsed time.Duration) {
+	done := received
+	if done == 0 {
+		done = sent
+	}
+	rate := float64(done-m.last) / (elapsed - m.lastTime).Seconds()
+	m.last, m.lastTime = done, elapsed
+	line := fmt.Sprintf("%6.1fs  %10d messages  %9.0f msg/s  %8.1f MB/s", elapsed.Seconds(), done, rate, rate*float64(m.size)/1e6)
+	if m.tty {
+		fmt.Fprintf(m.w, "\r%s", line)
+		m.printed = true
+	} else {
+		fmt.Fprintln(m.w, line)
+	}
+}
+
+// end finishes the progress line.
+func (m *meter) end() {
+	if m.printed {
+		fmt.Fprintln(m.w)
+	}
+}
+
+// report runs l with a progress meter on e.stderr, prints its summary on
+// e.stdout, and returns the exit status: that of the signal that stopped it
+// early, if one did.
+func (l *load) report(ctx context.Context, e *env, cmd string, signalStatus func() int) int {
+	m, interval := newMeter(e.stderr, l.size)
+	elapsed, err := l.run(ctx, interval, m.tick)
+	m.end()
+	if err != nil {
+		fmt.Fprintf(e.stderr, "jsonconn %s: %v\n", cmd, err)
+		return exitError
+	}
+	fmt.Fprintf(e.stdout, "%s\n", l.summary(elapsed))
+	if s := signalStatus(); s >= 0 {
+		return s
+	}
+	return exitOK
+}
+
+// summary describes a finished load.
+func (l *load) summary(elapsed time.Duration) string {
+	n := l.sent.Load()
+	how := "sent"
+	if l.echo {
+		n = l.received.Load()
+		how = "echoed"
+	}
+	secs := elapsed.Seconds()
+	if secs <= 0 {
+		secs = 1e-9
+	}
+	return fmt.Sprintf("%d messages of %d bytes %s over %d connection(s) in %.2fs: %.0f msg/s, %.1f MB/s",
+		n, l.size, how, l.conns, secs, float64(n)/secs, float64(n)*float64(l.size)/secs/1e6)
+}
