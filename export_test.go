@@ -43,3 +43,7 @@ var Valid = valid
 // over any writer: net.Buffers then writes buffer by buffer, which exercises
 // the same bookkeeping of how much of the batch left.
 func (w *Writer) ForceVectored() { w.vectored = true }
+
+// UnmarshalStd is Receive's decoder without a Config codec, for the
+// differential tests against json.Unmarshal.
+var UnmarshalStd = unmarshalStd

@@ -1,11 +1,13 @@
 package jsonconn
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"io"
 	"reflect"
+	"sync"
 )
 
 // A Reader decodes frames from an io.Reader: a pipe, standard input, a file
@@ -123,10 +125,13 @@ func (r *Reader) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-// Receive reads the next message and decodes it into v with json.Unmarshal.
+// Receive reads the next message and decodes it into v as json.Unmarshal
+// does, with the same results and errors.
 //
 // Receive does not scan a valid payload twice: when validation is on it
-// relies on json.Unmarshal's own syntax check. A payload that is not valid
+// relies on encoding/json's own syntax check. Payloads of up to 16 KiB are
+// decoded with a pooled json.Decoder, which keeps the decoding state that
+// json.Unmarshal allocates anew on every call. A payload that is not valid
 // JSON is the peer's fault, returned as an *InvalidJSONError that ends the
 // stream like any other invalid payload. Any other error from json.Unmarshal
 // (a type mismatch, or an error from the destination's UnmarshalJSON) is
@@ -154,7 +159,7 @@ func (r *Reader) Receive(v any) error {
 	if err != nil {
 		return err
 	}
-	if err = json.Unmarshal(p, v); err != nil && peer {
+	if err = unmarshalStd(p, v); err != nil && peer {
 		var se *json.SyntaxError
 		if errors.As(err, &se) && !valid(p) {
 			// Invalid JSON from the peer. (A syntax error from the
@@ -167,6 +172,63 @@ func (r *Reader) Receive(v any) error {
 	}
 	r.consumed()
 	return err
+}
+
+// maxPooledDecode is the largest payload unmarshalStd decodes with a pooled
+// json.Decoder. A Decoder keeps a buffer as large as the largest payload it
+// has read, which the pool would hold on to; and for larger payloads the
+// allocations a Decoder saves are a small part of the cost.
+const maxPooledDecode = 16 << 10
+
+// A stdDecoder is a json.Decoder reading from a payload. Between uses it is
+// clean: it has consumed every byte it was given, so the offsets in its
+// errors count from the start of the next payload, as json.Unmarshal's do.
+type stdDecoder struct {
+	src bytes.Reader
+	dec *json.Decoder
+}
+
+var stdDecoders = sync.Pool{New: func() any {
+	d := new(stdDecoder)
+	d.dec = json.NewDecoder(&d.src)
+	return d
+}}
+
+// unmarshalStd is json.Unmarshal(p, v) for a Receive without a Config
+// codec. A small payload is decoded with a pooled json.Decoder, which like
+// json.Unmarshal scans it once for syntax and then decodes it, but reuses
+// its decoding state: on a small message that saves four allocations and
+// about a tenth of the decoding time (BenchmarkObjects). Where the Decoder
+// and json.Unmarshal could differ, on a payload that is not exactly one
+// valid value, the result is json.Unmarshal's.
+func unmarshalStd(p []byte, v any) error {
+	if len(p) > maxPooledDecode {
+		return json.Unmarshal(p, v)
+	}
+	d := stdDecoders.Get().(*stdDecoder)
+	d.src.Reset(p)
+	start := d.dec.InputOffset()
+	err := d.dec.Decode(v)
+	end := d.dec.InputOffset() - start // where the value ended in p
+	d.src.Reset(nil)
+	if err == nil && end == int64(len(p)) {
+		stdDecoders.Put(d) // clean: it consumed the whole payload
+		return nil
+	}
+	// The Decoder is dropped: after a syntax error it is dead, and after
+	// a value followed by more bytes it holds them.
+	switch {
+	case err == nil && len(bytes.TrimLeft(p[end:], " \t\r\n")) == 0:
+		return nil // trailing whitespace
+	case err != nil && valid(p):
+		// A type mismatch or an UnmarshalJSON error: the same as
+		// json.Unmarshal's, offsets included.
+		return err
+	}
+	// Not valid JSON: json.Unmarshal finds that before it decodes, and
+	// says where. (Only bytes after a valid value may have let the
+	// Decoder decode into v.)
+	return json.Unmarshal(p, v)
 }
 
 // checkUnmarshalTarget refuses a destination json.Unmarshal would refuse only
