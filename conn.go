@@ -18,7 +18,10 @@ import (
 // A Conn is safe for concurrent use, like a net.Conn. Reading and writing have
 // separate locks, so a blocked Read never delays a Write or Close. Concurrent
 // writers never interleave their frames, and concurrent readers each get whole
-// messages (Read callers get parts of one message each, in order).
+// messages (Read callers get parts of one message each, in order). Writes and
+// Sends that arrive while another is sending are coalesced: the next sender
+// sends all the messages queued meanwhile in one system call (writev on TCP
+// and Unix sockets), and each caller gets its own message's result.
 //
 // Deadlines are those of the wrapped conn and behave as net.Conn documents: an
 // expired deadline makes pending and future calls return an error that is a
@@ -42,9 +45,18 @@ type Conn struct {
 	rmu sync.Mutex
 	r   Reader
 
-	// wmu guards w.
-	wmu sync.Mutex
-	w   Writer
+	// wmu guards w and msgs.
+	wmu  sync.Mutex
+	w    Writer
+	msgs [][]byte // the batch being sent, kept for its array (coalesce.go)
+
+	// qmu guards the writers queued behind the one sending (coalesce.go).
+	qmu     sync.Mutex
+	sending bool        // a Write or Send is sending; others queue
+	queue   []*writeReq // queued writers, in arrival order
+	spare   []*writeReq // the array of the last batch, for the next queue
+
+	testHookBatch func(n int) // if set, called with the size of each batch sent
 
 	closed    atomic.Bool  // Close was called
 	netClosed atomic.Bool  // the wrapped conn was closed, by Close, on a protocol violation or by a Server
@@ -263,7 +275,7 @@ func (c *Conn) Write(p []byte) (int, error) {
 	if err := c.w.check(p); err != nil {
 		return 0, err
 	}
-	return c.write(func() (int, error) { return c.w.writeFrame(p) })
+	return c.writeMessage(p)
 }
 
 // Send encodes v as compact JSON and sends it as one message. Encoding
@@ -275,7 +287,7 @@ func (c *Conn) Send(v any) error {
 		return err
 	}
 	defer e.free()
-	_, err = c.write(func() (int, error) { return c.w.writeFrame(p) })
+	_, err = c.writeMessage(p)
 	return err
 }
 
@@ -296,12 +308,19 @@ func (c *Conn) WriteBatch(msgs [][]byte) (int, error) {
 func (c *Conn) write(f func() (int, error)) (int, error) {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
+	n, err := c.writeLocked(f)
+	return n, c.writeError(err)
+}
+
+// writeLocked runs f, a write of c.w, unless c is closed, after applying a
+// Server's write timeout. It returns f's error unchanged: the caller passes
+// it through writeError.
+func (c *Conn) writeLocked(f func() (int, error)) (int, error) {
 	if c.closed.Load() {
 		return 0, c.opError("write", net.ErrClosed)
 	}
 	c.setWriteTimeoutLocked()
-	n, err := f()
-	return n, c.writeError(err)
+	return f()
 }
 
 // setWriteTimeoutLocked applies a Server's per-message write timeout.

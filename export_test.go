@@ -47,3 +47,21 @@ func (w *Writer) ForceVectored() { w.vectored = true }
 // UnmarshalStd is Receive's decoder without a Config codec, for the
 // differential tests against json.Unmarshal.
 var UnmarshalStd = unmarshalStd
+
+// Queued reports how many writers are queued behind the one sending.
+func (c *Conn) Queued() int {
+	c.qmu.Lock()
+	defer c.qmu.Unlock()
+	return len(c.queue)
+}
+
+// Sending reports whether a writer is sending.
+func (c *Conn) Sending() bool {
+	c.qmu.Lock()
+	defer c.qmu.Unlock()
+	return c.sending
+}
+
+// OnBatch makes c call f with the number of messages of each batch it
+// sends. It must be called before c is used.
+func (c *Conn) OnBatch(f func(n int)) { c.testHookBatch = f }
