@@ -13,7 +13,8 @@ must send every message back, as 'jsonconn listen -echo ADDR' does, and
 bench checks each one; with -echo=false it counts the messages the server
 has read, which it knows when the server closes the connection after the
 end of the stream. A progress line runs on stderr; the summary goes to
-stdout.`)
+stdout. Against 'jsonconn listen -echo', send listen's output to /dev/null,
+or the run measures your terminal.`)
 	maxFrame := maxFrameFlag(fs)
 	size := sizeValue(1024)
 	fs.Var(&size, "size", fmt.Sprintf("the payload `size` of each message, at least %d bytes", minLoadSize))

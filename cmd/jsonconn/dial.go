@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
+	"sync/atomic"
 	"time"
 
 	"github.com/jsonconn/jsonconn"
@@ -15,11 +17,14 @@ func runDial(args []string, e *env) int {
 	fs := newFlagSet(e, "dial", "[flags] ADDR", `Connect to ADDR. Each line of stdin (one JSON value per line) is sent as one
 message; each message received is printed as one line on stdout. When stdin
 ends, the sending side of the connection is shut down (the peer reads EOF) and
-dial goes on printing until the peer closes its side.`)
+dial goes on printing until the peer closes its side, or for -wait. If the
+peer closes first, dial exits: at once at a terminal; otherwise when stdin
+ends, or, with status 1, at the first line that can no longer be sent.`)
 	maxFrame := maxFrameFlag(fs)
 	pretty := fs.Bool("pretty", false, "print each message indented, over several lines")
 	policy := badFlag(fs)
 	timeout := fs.Duration("timeout", 10*time.Second, "how long to wait for the connection to be set up")
+	wait := fs.Duration("wait", 0, "once stdin has ended, how long to wait for the peer to close before exiting; 0 means\nuntil it does")
 	ep, status, ok := fs.parseEndpoint(args, maxFrame)
 	if !ok {
 		return status
@@ -47,8 +52,12 @@ dial goes on printing until the peer closes its side.`)
 	go func() { received <- printMessages(c, out, "", "") }()
 	snd := &sender{e: e, cmd: "dial", policy: *policy, max: int(*maxFrame)}
 	sent := make(chan error, 1)
+	var peerClosed atomic.Bool
 	go func() {
 		sent <- snd.run(e.stdin, func(line []byte) error {
+			if peerClosed.Load() {
+				return errPeerClosed
+			}
 			_, err := c.Write(line)
 			return err
 		})
@@ -64,6 +73,7 @@ dial goes on printing until the peer closes its side.`)
 		}
 		return exitOK
 	}
+	var waited <-chan time.Time // after stdin ends, with -wait
 	for {
 		select {
 		case <-ctx.Done():
@@ -73,25 +83,65 @@ dial goes on printing until the peer closes its side.`)
 			c.SetWriteDeadline(time.Now().Add(time.Second))
 			c.CloseWrite()
 			c.Close()
-			<-received
+			if received != nil {
+				<-received
+			}
 			return signalStatus()
 		case err := <-sent:
-			sent = nil // stdin is done; wait for the peer
+			sent = nil
 			if err != nil && !errors.Is(err, errStopped) {
+				// If the connection was closed under the write because
+				// the peer broke the protocol, that is the cause.
+				if errors.Is(err, net.ErrClosed) && received != nil {
+					if rerr := <-received; rerr != nil {
+						return exit(rerr)
+					}
+				}
 				return exit(err)
+			}
+			if received == nil {
+				return exit(nil) // the peer has closed already
 			}
 			// The peer reads EOF after our last message; a peer that
 			// replies to each message answers them all, then closes.
 			if err := c.CloseWrite(); err != nil {
 				return exit(fmt.Errorf("closing the sending side: %w", err))
 			}
+			if *wait > 0 {
+				waited = time.After(*wait)
+			}
 		case err := <-received:
-			// The peer closed, or broke the connection. A read error
-			// caused by a failed write is reported by the write, which is
-			// more precise.
-			return exit(err)
+			received = nil
+			if err != nil || sent == nil {
+				return exit(err)
+			}
+			// The peer closed first. At a terminal, that ends the
+			// session, as in netcat. Otherwise stdin may hold lines that
+			// will not be sent: wait for its end, and if a line comes
+			// first, report it and fail.
+			if isTerminal(e.stdin) {
+				fmt.Fprintf(e.stderr, "jsonconn dial: %s closed the connection\n", ep.address)
+				return exit(nil)
+			}
+			peerClosed.Store(true)
+			fmt.Fprintf(e.stderr, "jsonconn dial: %s closed the connection; waiting for the end of stdin\n", ep.address)
+		case <-waited:
+			return exit(nil)
 		}
 	}
+}
+
+// errPeerClosed refuses a stdin line read after the peer closed.
+var errPeerClosed = errors.New("the peer closed the connection")
+
+// isTerminal reports whether r is a terminal.
+func isTerminal(r io.Reader) bool {
+	f, ok := r.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }
 
 // printMessages prints every message c receives, between prefix and

@@ -24,7 +24,10 @@ func parseAddr(s string) (network, address string, err error) {
 	if err != nil {
 		return "", "", fmt.Errorf("bad ADDR %q: want host:port or unix:/path", s)
 	}
-	if _, err := strconv.ParseUint(port, 10, 16); err != nil && port != "" {
+	if port == "" {
+		return "", "", fmt.Errorf("bad ADDR %q: no port (use :0 to listen on any free port)", s)
+	}
+	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
 		if _, err := net.LookupPort("tcp", port); err != nil {
 			return "", "", fmt.Errorf("bad ADDR %q: bad port %q", s, port)
 		}
@@ -109,6 +112,6 @@ func (p *badPolicy) Set(v string) error {
 // badFlag adds the -bad flag of the commands that read stdin.
 func badFlag(fs *flagSet) *badPolicy {
 	p := badSkip
-	fs.Var(&p, "bad", "the `policy` for a stdin line that is not JSON or is over the cap: \"skip\" it, or \"stop\" reading\nstdin; either way it is reported with its line number, not sent, and the exit status is 3")
+	fs.Var(&p, "bad", "the `policy` for a stdin line that is not JSON or is over the cap: \"skip\" it, or \"stop\" reading\nstdin; either way it is reported with its line number and not sent")
 	return &p
 }

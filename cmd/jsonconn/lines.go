@@ -13,8 +13,9 @@ import (
 	"github.com/jsonconn/jsonconn"
 )
 
-// A lineReader reads stdin one line at a time, holding at most max+1 bytes
-// of a line however long the line is.
+// A lineReader reads stdin one line at a time. However long a line is, it
+// holds at most max+2 bytes of it (the line and its "\r\n"), besides its
+// 64 KiB read buffer.
 type lineReader struct {
 	r   *bufio.Reader
 	max int
@@ -118,7 +119,7 @@ func (s *sender) run(stdin io.Reader, send func(line []byte) error) error {
 			continue
 		}
 		if !refused(err) {
-			return err
+			return fmt.Errorf("stdin:%d: not sent: %w", lr.n, err)
 		}
 		s.bad.Add(1)
 		fmt.Fprintf(s.e.stderr, "jsonconn %s: stdin:%d: %s; not sent\n", s.cmd, lr.n, describeRefusal(err, size, s.max, lead))
@@ -129,9 +130,9 @@ func (s *sender) run(stdin io.Reader, send func(line []byte) error) error {
 }
 
 // refused reports whether err refuses one line, rather than ending the
-// input: the line is not JSON, is over the cap, or has nobody to go to.
+// input: the line is not JSON, or is over the cap.
 func refused(err error) bool {
-	return errors.Is(err, jsonconn.ErrInvalidJSON) || errors.Is(err, jsonconn.ErrFrameTooLarge) || errors.Is(err, errNoPeer)
+	return errors.Is(err, jsonconn.ErrInvalidJSON) || errors.Is(err, jsonconn.ErrFrameTooLarge)
 }
 
 // describeRefusal says why a line was refused, in the words of a user who
@@ -144,12 +145,16 @@ func describeRefusal(err error, size int64, max, lead int) string {
 	var ije *jsonconn.InvalidJSONError
 	if errors.As(err, &ije) {
 		// Offset counts the bytes read when the error was found, which is
-		// the error's column in a line that starts at column 1.
-		col := lead + int(ije.Offset)
-		if ije.Err != nil {
-			return fmt.Sprintf("not JSON: %v (column %d)", ije.Err, col)
+		// the error's column in a line that starts at column 1, unless
+		// the line ended first.
+		where := fmt.Sprintf("column %d", lead+int(ije.Offset))
+		if ije.Offset >= size-int64(lead) {
+			where = "at the end of the line"
 		}
-		return fmt.Sprintf("not JSON (column %d)", col)
+		if ije.Err != nil {
+			return fmt.Sprintf("not JSON: %v (%s)", ije.Err, where)
+		}
+		return fmt.Sprintf("not JSON (%s)", where)
 	}
 	return err.Error()
 }

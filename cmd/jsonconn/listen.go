@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"maps"
 	"net"
+	"os"
 	"slices"
 	"strconv"
 	"sync"
@@ -25,20 +26,23 @@ NDJSON on stdout, saying which connection sent it:
 Connections are numbered from 1 in the order they are accepted; stderr says
 when each opens (and from where) and closes (and why). With -echo, each
 message is also sent back to its sender. Without it, each line of stdin is
-sent to every connected peer; stdin is read only while a peer is connected.
-The address listened on is printed on stderr, which tells the port of ":0".`)
+sent to every connected peer; a line read while none is connected waits for
+the first to connect. The end of stdin, or -bad=stop, stops only the reading
+of stdin: listen serves until SIGINT or SIGTERM. The address listened on is
+printed on stderr, which tells the port of ":0".`)
 	maxFrame := maxFrameFlag(fs)
 	pretty := fs.Bool("pretty", false, "print each message indented, over several lines")
 	echo := fs.Bool("echo", false, "send each message back to its sender")
 	policy := badFlag(fs)
-	maxConns := fs.Int("max-conns", 0, "the most connections served at once; 0 means no limit")
+	maxConns := fs.Int("max-conns", 256, "the most connections served at once (more wait to be accepted); 0 means no limit")
 	writeTimeout := fs.Duration("write-timeout", 10*time.Second, "how long a message may take to send before its peer is disconnected; 0 means forever")
+	idleTimeout := fs.Duration("idle-timeout", 0, "how long a peer may take to send its next message before it is disconnected; 0 means forever")
 	ep, status, ok := fs.parseEndpoint(args, maxFrame)
 	if !ok {
 		return status
 	}
-	if *maxConns < 0 {
-		return fs.usageError("-max-conns must not be negative")
+	if *maxConns < 0 || *writeTimeout < 0 || *idleTimeout < 0 {
+		return fs.usageError("-max-conns and the timeouts must not be negative")
 	}
 	ctx, signalStatus, stop := interrupts(e, "listen")
 	defer stop()
@@ -48,6 +52,9 @@ The address listened on is printed on stderr, which tells the port of ":0".`)
 		fmt.Fprintf(e.stderr, "jsonconn listen: %v\n", err)
 		return exitError
 	}
+	if ep.network == "unix" {
+		atForcedExit(func() { os.Remove(ep.address) }) // Close would have
+	}
 	fmt.Fprintf(e.stderr, "jsonconn listen: listening on %s\n", addrString(ln.Addr()))
 
 	out := newPrinter(e.stdout, *pretty)
@@ -56,11 +63,12 @@ The address listened on is printed on stderr, which tells the port of ":0".`)
 		Config:       ep.cfg,
 		MaxConns:     *maxConns,
 		WriteTimeout: *writeTimeout,
+		IdleTimeout:  *idleTimeout,
 		Logger:       slog.New(slog.NewTextHandler(e.stderr, nil)),
 		Handler: jsonconn.HandlerFunc(func(ctx context.Context, c *jsonconn.Conn) {
 			id := peers.add(c)
 			defer peers.remove(id)
-			fmt.Fprintf(e.stderr, "jsonconn listen: conn %d: opened by %s\n", id, addrString(c.RemoteAddr()))
+			fmt.Fprintf(e.stderr, "jsonconn listen: conn %d: opened by %s\n", id, peerName(c.RemoteAddr()))
 			why := serveListenConn(c, out, id, *echo)
 			fmt.Fprintf(e.stderr, "jsonconn listen: conn %d: closed: %s\n", id, why)
 		}),
@@ -72,8 +80,8 @@ The address listened on is printed on stderr, which tells the port of ":0".`)
 	sent := make(chan error, 1)
 	if !*echo {
 		go func() {
-			sent <- snd.run(peers.waitingReader(ctx, e.stdin), func(line []byte) error {
-				return peers.broadcast(line, e.stderr)
+			sent <- snd.run(e.stdin, func(line []byte) error {
+				return peers.broadcast(ctx, line, e.stderr)
 			})
 		}()
 	}
@@ -87,21 +95,24 @@ The address listened on is printed on stderr, which tells the port of ":0".`)
 			fmt.Fprintf(e.stderr, "jsonconn listen: %v\n", err)
 			status = exitError
 		case err := <-sent:
+			// The end of stdin, or -bad=stop, ends only the reading of
+			// stdin.
+			sent = nil
 			switch {
-			case err == nil:
-				sent = nil // the end of stdin does not end listen
 			case errors.Is(err, errStopped):
-				status = exitBadInput
-			default:
-				fmt.Fprintf(e.stderr, "jsonconn listen: %v\n", err)
-				status = exitError
+				fmt.Fprintf(e.stderr, "jsonconn listen: stopped reading stdin (-bad=stop)\n")
+			case err != nil:
+				fmt.Fprintf(e.stderr, "jsonconn listen: %v; stopped reading stdin\n", err)
 			}
 		}
 	}
-	// Let a line being sent to the peers finish, and send no other; close
-	// the listener; let each handler finish the message it is printing or
-	// echoing; then cut off whoever is left.
-	peers.sending.Lock()
+	// Send no more stdin lines, cutting short a line being sent to a
+	// peer that does not read, which would otherwise hold the shutdown
+	// up; close the listener; let each handler finish the message it is
+	// printing or echoing; then cut off whoever is left.
+	if !*echo {
+		peers.stopSending()
+	}
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil {
@@ -123,6 +134,8 @@ func serveListenConn(c *jsonconn.Conn, out *printer, id int, echo bool) string {
 			return "the peer closed it"
 		case errors.Is(err, jsonconn.ErrServerClosed):
 			return "shutting down"
+		case errors.Is(err, net.ErrClosed):
+			return "disconnected" // by broadcast, which said why
 		case err != nil:
 			return err.Error()
 		}
@@ -137,12 +150,22 @@ func serveListenConn(c *jsonconn.Conn, out *printer, id int, echo bool) string {
 	}
 }
 
-// addrString prints a Unix socket's address with the unix: prefix of ADDR.
+// addrString prints a listener's address, a Unix socket's with the unix:
+// prefix of ADDR.
 func addrString(a net.Addr) string {
 	if a.Network() == "unix" {
 		return "unix:" + a.String()
 	}
 	return a.String()
+}
+
+// peerName names the peer at a, for the log. The client end of a Unix
+// socket usually has no name.
+func peerName(a net.Addr) string {
+	if a.Network() == "unix" && (a.String() == "" || a.String() == "@") {
+		return "a Unix socket client"
+	}
+	return addrString(a)
 }
 
 // A peerSet is the set of connections listen is serving, numbered in the
@@ -155,6 +178,7 @@ type peerSet struct {
 	last    int
 	conns   map[int]*jsonconn.Conn
 	changed chan struct{} // closed, and replaced, when a peer arrives
+	stopped bool          // stopSending was called
 }
 
 func newPeerSet() *peerSet {
@@ -177,57 +201,65 @@ func (ps *peerSet) remove(id int) {
 	delete(ps.conns, id)
 }
 
-// waitingReader returns a reader of r that, before each read, waits until
-// at least one peer is connected, so that stdin lines are read only when
-// someone can receive them. It returns io.EOF once ctx is done.
-func (ps *peerSet) waitingReader(ctx context.Context, r io.Reader) io.Reader {
-	return readerFunc(func(p []byte) (int, error) {
-		for {
-			ps.mu.Lock()
-			n, changed := len(ps.conns), ps.changed
-			ps.mu.Unlock()
-			if n > 0 {
-				return r.Read(p)
-			}
+// errStopping refuses a stdin line once listen is shutting down.
+var errStopping = errors.New("listen is shutting down")
+
+// broadcast sends line to every connected peer, in the order they arrived,
+// waiting for a peer to connect if none is. A peer whose write fails is
+// reported and closed, which ends its handler. It returns
+// jsonconn.ErrInvalidJSON or ErrFrameTooLarge for a line no peer can take,
+// and errStopping once ctx is done or stopSending was called.
+func (ps *peerSet) broadcast(ctx context.Context, line []byte, stderr io.Writer) error {
+	for {
+		ps.mu.Lock()
+		n, changed := len(ps.conns), ps.changed
+		ps.mu.Unlock()
+		if n == 0 {
 			select {
 			case <-changed:
+				continue
 			case <-ctx.Done():
-				return 0, io.EOF
+				return errStopping
 			}
 		}
-	})
+		ps.sending.Lock()
+		ps.mu.Lock()
+		ids := slices.Sorted(maps.Keys(ps.conns))
+		conns := maps.Clone(ps.conns)
+		stopped := ps.stopped
+		ps.mu.Unlock()
+		if stopped {
+			ps.sending.Unlock()
+			return errStopping
+		}
+		if len(ids) == 0 {
+			ps.sending.Unlock()
+			continue // the peers left meanwhile: wait for the next
+		}
+		defer ps.sending.Unlock()
+		for _, id := range ids {
+			if _, err := conns[id].Write(line); err != nil {
+				if refused(err) {
+					return err // the same for every peer
+				}
+				fmt.Fprintf(stderr, "jsonconn listen: conn %d: sending: %v; disconnecting it\n", id, err)
+				conns[id].Close()
+			}
+		}
+		return nil
+	}
 }
 
-type readerFunc func(p []byte) (int, error)
-
-func (f readerFunc) Read(p []byte) (int, error) { return f(p) }
-
-// errNoPeer refuses a stdin line read while a peer was connected that
-// has gone by the time the line is sent.
-var errNoPeer = errors.New("no peer is connected")
-
-// broadcast sends line to every connected peer, in the order they arrived.
-// A peer whose write fails is reported and closed, which ends its handler.
-// It returns jsonconn.ErrInvalidJSON or ErrFrameTooLarge for a line no peer
-// can take, and errNoPeer when there is nobody to send to.
-func (ps *peerSet) broadcast(line []byte, stderr io.Writer) error {
-	ps.sending.Lock()
-	defer ps.sending.Unlock()
+// stopSending makes broadcast send no more lines, and cuts short the one
+// it may be sending to a peer that does not read; it returns once no line
+// is going out.
+func (ps *peerSet) stopSending() {
 	ps.mu.Lock()
-	ids := slices.Sorted(maps.Keys(ps.conns))
-	conns := maps.Clone(ps.conns)
+	ps.stopped = true
+	for _, c := range ps.conns {
+		c.SetWriteDeadline(time.Unix(1, 0))
+	}
 	ps.mu.Unlock()
-	if len(ids) == 0 {
-		return errNoPeer
-	}
-	for _, id := range ids {
-		if _, err := conns[id].Write(line); err != nil {
-			if refused(err) {
-				return err // the same for every peer
-			}
-			fmt.Fprintf(stderr, "jsonconn listen: conn %d: sending: %v; disconnecting it\n", id, err)
-			conns[id].Close()
-		}
-	}
-	return nil
+	ps.sending.Lock()
+	ps.sending.Unlock()
 }

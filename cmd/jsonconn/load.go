@@ -67,48 +67,59 @@ func (m loadMessage) set(n int64) {
 	copy(field[len(field)-len(d):], d)
 }
 
-// run runs the load, calling tick every interval with the totals so far,
-// and returns how long it took. Stopping ctx ends it early, without error.
-func (l *load) run(ctx context.Context, interval time.Duration, tick func(sent, received int64, elapsed time.Duration)) (time.Duration, error) {
-	if l.duration > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, l.duration)
-		defer cancel()
-	}
-	conns := make([]*jsonconn.Conn, l.conns)
+// run runs the load, calling tick every interval with the messages done
+// so far, and returns how long the sending took, from the end of dialling.
+// Stopping ctx (a signal) closes the connections at once and ends the run
+// early, without error: the counts say what was done.
+func (l *load) run(ctx context.Context, interval time.Duration, tick func(done int64, elapsed time.Duration)) (time.Duration, error) {
+	conns := make([]*jsonconn.Conn, 0, l.conns)
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
 	d := jsonconn.Dialer{NetDialer: &net.Dialer{Timeout: l.dialTimeout}, Config: l.cfg}
-	for i := range conns {
+	for range l.conns {
 		c, err := d.DialContext(ctx, l.network, l.address)
 		if err != nil {
-			for _, c := range conns[:i] {
-				c.Close()
-			}
 			if ctx.Err() != nil {
-				return 0, nil
+				return 0, nil // stopped while dialling
 			}
 			return 0, err
 		}
-		conns[i] = c.(*jsonconn.Conn)
+		conns = append(conns, c.(*jsonconn.Conn))
 	}
+	defer context.AfterFunc(ctx, func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	})()
 
+	// The run ends at its duration, or when a connection fails; each
+	// connection then stops sending and waits for its peer.
+	end, cancel := ctx, context.CancelFunc(func() {})
+	if l.duration > 0 {
+		end, cancel = context.WithTimeout(ctx, l.duration)
+	}
+	defer cancel()
 	start := time.Now()
-	done := make(chan struct{})
-	var ticks sync.WaitGroup
-	ticks.Add(1)
+	ticks := make(chan struct{})
+	var ticker sync.WaitGroup
+	ticker.Add(1)
 	go func() {
-		defer ticks.Done()
+		defer ticker.Done()
 		t := time.NewTicker(interval)
 		defer t.Stop()
 		for {
 			select {
 			case <-t.C:
-				tick(l.sent.Load(), l.received.Load(), time.Since(start))
-			case <-done:
+				tick(l.done(), time.Since(start))
+			case <-ticks:
 				return
 			}
 		}
 	}()
-	g, gctx := errgroup.WithContext(ctx)
+	g, gctx := errgroup.WithContext(end)
 	for i, c := range conns {
 		quota := int64(-1)
 		if l.count > 0 {
@@ -121,12 +132,17 @@ func (l *load) run(ctx context.Context, interval time.Duration, tick func(sent, 
 	}
 	err := g.Wait()
 	elapsed := time.Since(start)
-	close(done)
-	ticks.Wait()
-	for _, c := range conns {
-		c.Close()
-	}
+	close(ticks)
+	ticker.Wait()
 	return elapsed, err
+}
+
+// done is the number of messages done: echoed, or without echo sent.
+func (l *load) done() int64 {
+	if l.echo {
+		return l.received.Load()
+	}
+	return l.sent.Load()
 }
 
 // drain bounds how long a connection waits, once it has stopped sending, for
@@ -137,59 +153,73 @@ const drain = 10 * time.Second
 // quota, until ctx is done), shuts down its sending side, and reads until
 // the peer closes, checking that each message came back with echo. An echo
 // server closes when it reads EOF, as any server does that serves until the
-// end of the stream. id names the connection in errors.
+// end of the stream. id names the connection in errors. Whichever side
+// fails closes c, which ends the other, and reports; a c closed by run (a
+// signal) ends both without error.
 func (l *load) drive(ctx context.Context, c *jsonconn.Conn, id int, quota int64) error {
 	// A write blocked on a peer that stopped reading ends within drain of
 	// the end of the run.
 	defer context.AfterFunc(ctx, func() { c.SetWriteDeadline(time.Now().Add(drain)) })()
 	var sent atomic.Int64
-	g := new(errgroup.Group)
+	var g errgroup.Group
 	g.Go(func() error {
 		m := newLoadMessage(l.size)
 		for n := int64(0); n != quota && ctx.Err() == nil; n++ {
 			m.set(n)
-			if _, err := c.Write(m); err != nil {
-				c.Close() // and so end the reader
+			if _, err := c.Write(m); errors.Is(err, net.ErrClosed) {
+				return nil
+			} else if err != nil {
+				c.Close()
 				return fmt.Errorf("conn %d: sending: %w", id, err)
 			}
 			sent.Add(1)
 			l.sent.Add(1)
 		}
 		c.SetReadDeadline(time.Now().Add(drain))
-		if err := c.CloseWrite(); err != nil {
+		if err := c.CloseWrite(); errors.Is(err, net.ErrClosed) {
+			return nil
+		} else if err != nil {
 			c.Close()
 			return fmt.Errorf("conn %d: closing the sending side: %w", id, err)
 		}
 		return nil
 	})
 	g.Go(func() error {
-		want := newLoadMessage(l.size)
-		var buf []byte
-		for n := int64(0); ; n++ {
-			var err error
-			buf, err = c.AppendMessage(buf[:0])
-			switch {
-			case err == io.EOF && l.echo && n != sent.Load():
-				return fmt.Errorf("conn %d: the peer closed after returning %d of %d messages", id, n, sent.Load())
-			case err == io.EOF:
-				return nil
-			case errors.Is(err, net.ErrClosed):
-				return nil // the sender failed, and says why
-			case errors.Is(err, os.ErrDeadlineExceeded):
-				return fmt.Errorf("conn %d: the peer did not close within %v of the last message", id, drain)
-			case err != nil:
-				return fmt.Errorf("conn %d: receiving: %w", id, err)
-			case !l.echo:
-				continue // not an echo server: ignore what it says
-			}
-			want.set(n)
-			if !bytes.Equal(buf, want) {
-				return fmt.Errorf("conn %d: message %d came back changed: %.80s", id, n, buf)
-			}
-			l.received.Add(1)
+		err := l.receive(c, id, &sent)
+		if err != nil {
+			c.Close()
 		}
+		return err
 	})
 	return g.Wait()
+}
+
+// receive reads what the peer of connection id sends until it closes, and
+// with echo checks that message n is the n'th sent.
+func (l *load) receive(c *jsonconn.Conn, id int, sent *atomic.Int64) error {
+	want := newLoadMessage(l.size)
+	var buf []byte
+	for n := int64(0); ; n++ {
+		var err error
+		buf, err = c.AppendMessage(buf[:0])
+		switch {
+		case err == io.EOF && l.echo && n != sent.Load():
+			return fmt.Errorf("conn %d: the peer closed after returning %d of %d messages", id, n, sent.Load())
+		case err == io.EOF, errors.Is(err, net.ErrClosed):
+			return nil
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			return fmt.Errorf("conn %d: the peer did not close within %v of the last message", id, drain)
+		case err != nil:
+			return fmt.Errorf("conn %d: receiving: %w", id, err)
+		case !l.echo:
+			continue // not an echo server: ignore what it says
+		}
+		want.set(n)
+		if !bytes.Equal(buf, want) {
+			return fmt.Errorf("conn %d: message %d came back changed: %.80s", id, n, buf)
+		}
+		l.received.Add(1)
+	}
 }
 
 // A meter prints a live progress line on stderr: rewritten in place with
@@ -215,11 +245,7 @@ func newMeter(w io.Writer, size int) (*meter, time.Duration) {
 }
 
 // tick prints the rate since the last tick.
-func (m *meter) tick(sent, received int64, elapsed time.Duration) {
-	done := received
-	if done == 0 {
-		done = sent
-	}
+func (m *meter) tick(done int64, elapsed time.Duration) {
 	rate := float64(done-m.last) / (elapsed - m.lastTime).Seconds()
 	m.last, m.lastTime = done, elapsed
 	line := fmt.Sprintf("%6.1fs  %10d messages  %9.0f msg/s  %8.1f MB/s", elapsed.Seconds(), done, rate, rate*float64(m.size)/1e6)
@@ -245,29 +271,29 @@ func (l *load) report(ctx context.Context, e *env, cmd string, signalStatus func
 	m, interval := newMeter(e.stderr, l.size)
 	elapsed, err := l.run(ctx, interval, m.tick)
 	m.end()
+	if s := signalStatus(); s >= 0 {
+		// Stopped early: what was done so far is the result.
+		fmt.Fprintf(e.stdout, "%s\n", l.summary(elapsed))
+		return s
+	}
 	if err != nil {
 		fmt.Fprintf(e.stderr, "jsonconn %s: %v\n", cmd, err)
 		return exitError
 	}
 	fmt.Fprintf(e.stdout, "%s\n", l.summary(elapsed))
-	if s := signalStatus(); s >= 0 {
-		return s
-	}
 	return exitOK
 }
 
 // summary describes a finished load.
 func (l *load) summary(elapsed time.Duration) string {
-	n := l.sent.Load()
-	how := "sent"
+	n, how := l.done(), "sent"
 	if l.echo {
-		n = l.received.Load()
 		how = "echoed"
 	}
 	secs := elapsed.Seconds()
 	if secs <= 0 {
 		secs = 1e-9
 	}
-	return fmt.Sprintf("%d messages of %d bytes %s over %d connection(s) in %.2fs: %.0f msg/s, %.1f MB/s",
+	return fmt.Sprintf("%d messages of %d bytes %s over %d connection(s) in %.2fs: %.0f msg/s, %.1f MB/s of payload",
 		n, l.size, how, l.conns, secs, float64(n)/secs, float64(n)*float64(l.size)/secs/1e6)
 }

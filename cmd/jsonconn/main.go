@@ -19,7 +19,8 @@
 // and not sent; -bad=skip (the default) goes on with the next line, -bad=stop
 // stops reading stdin. Blank lines are ignored. Output is one line per
 // message, compacted if the sender put newlines in it, or indented with
-// -pretty.
+// -pretty. Payloads are printed byte for byte otherwise: a string with
+// invalid UTF-8, which JSON decoders accept, is printed as it came.
 //
 // SIGINT (Ctrl-C) and SIGTERM shut down cleanly: listeners are closed, a
 // message half-written is finished, output already received is flushed. A
@@ -30,8 +31,8 @@
 //	0    success: stdin ended and the peer closed, or the run finished
 //	1    a connection or I/O error, or a peer broke the protocol
 //	2    a usage error: an unknown command or flag, a bad ADDR or value
-//	3    a stdin line was refused (not JSON, or over the cap); the others were sent
-//	130  stopped by SIGINT, after a clean shutdown
+//	3    dial: a stdin line was refused (not JSON, or over the cap); the others were sent
+//	130  stopped by SIGINT, after a clean shutdown (listen runs until a signal)
 //	143  stopped by SIGTERM, after a clean shutdown
 package main
 
@@ -129,13 +130,21 @@ Commands:
 ADDR is host:port for TCP or unix:/path/to.sock for a Unix socket.
 Run 'jsonconn help COMMAND' or 'jsonconn COMMAND -h' for a command's flags.
 
-Exit status: 0 success, 1 connection or I/O error, 2 usage error,
-3 a stdin line was refused, 130 and 143 stopped by SIGINT and SIGTERM.
-`)
+`+exitStatuses)
 }
 
+// exitStatuses is the table of exit statuses that the help texts show.
+const exitStatuses = `Exit status:
+	0    success: stdin ended and the peer closed, or the run finished
+	1    a connection or I/O error, or a peer broke the protocol
+	2    a usage error: an unknown command or flag, a bad ADDR or value
+	3    dial: a stdin line was refused (not JSON, or over the cap); the others were sent
+	130  stopped by SIGINT, after a clean shutdown (listen runs until a signal)
+	143  stopped by SIGTERM, after a clean shutdown
+`
+
 func runHelp(args []string, e *env) int {
-	if len(args) == 0 {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "-help" || args[0] == "--help" {
 		overview(e.stdout)
 		return exitOK
 	}
@@ -189,6 +198,7 @@ func (fs *flagSet) parse(args []string, nargs int) (status int, ok bool) {
 		fs.SetOutput(fs.e.stdout)
 		fmt.Fprintf(fs.e.stdout, "usage: jsonconn %s %s\n\n%s\n\nFlags:\n", fs.Name(), fs.usage, fs.about)
 		fs.PrintDefaults()
+		fmt.Fprintf(fs.e.stdout, "\n%s", exitStatuses)
 		return exitOK, false
 	}
 	if err == nil && len(pos) != nargs {
@@ -263,7 +273,12 @@ func interrupts(e *env, cmd string) (ctx context.Context, status func() int, sto
 		select {
 		case sig := <-e.signals:
 			fmt.Fprintf(e.stderr, "jsonconn %s: %v again: exiting now\n", cmd, sig)
-			os.Exit(signalStatus(sig))
+			forcedExit.Lock()
+			for _, f := range forcedExit.cleanups {
+				f()
+			}
+			forcedExit.Unlock()
+			osExit(signalStatus(sig))
 		case <-done:
 		}
 	}()
@@ -276,6 +291,24 @@ func interrupts(e *env, cmd string) (ctx context.Context, status func() int, sto
 		return signalStatus(got)
 	}
 	return ctx, status, func() { close(done); cancel() }
+}
+
+// osExit is os.Exit, replaced in tests.
+var osExit = os.Exit
+
+// forcedExit holds what must be undone even when a second signal exits at
+// once, such as a Unix socket's file, which the listener's Close would
+// have removed.
+var forcedExit struct {
+	sync.Mutex
+	cleanups []func()
+}
+
+// atForcedExit registers f to run if a second signal exits the process.
+func atForcedExit(f func()) {
+	forcedExit.Lock()
+	defer forcedExit.Unlock()
+	forcedExit.cleanups = append(forcedExit.cleanups, f)
 }
 
 // signalStatus is the shell's status for a process killed by sig: 128 plus

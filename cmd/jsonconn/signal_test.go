@@ -44,7 +44,10 @@ func TestListenStopsCleanlyOnSignal(t *testing.T) {
 			if _, err := os.Stat(sock); !errors.Is(err, os.ErrNotExist) {
 				t.Errorf("the socket file outlived listen: %v", err)
 			}
-			// The connection was closed, so dial ends cleanly.
+			// The connection was closed, so dial ends cleanly at the
+			// end of its stdin.
+			awaitOutput(t, d.stderr, "closed the connection")
+			d.stdin.Close()
 			if got := d.wait(); got != exitOK {
 				t.Errorf("dial exit status %d, want 0", got)
 			}
@@ -54,14 +57,91 @@ func TestListenStopsCleanlyOnSignal(t *testing.T) {
 
 func TestDialStopsOnSignal(t *testing.T) {
 	t.Parallel()
-	ts := serve(t, "tcp", nil, echo)
-	d := start(t, nil, "dial", ts.addr)
-	defer d.stdin.Close()
-	d.stdin.Write([]byte("{\"n\":1}\n"))
-	awaitOutput(t, d.stdout, `\{"n":1\}\n`)
-	d.cmd.Process.Signal(syscall.SIGINT)
-	if got := d.wait(); got != 130 {
+	for _, tc := range []struct {
+		sig    syscall.Signal
+		status int
+	}{{syscall.SIGINT, 130}, {syscall.SIGTERM, 143}} {
+		t.Run(tc.sig.String(), func(t *testing.T) {
+			t.Parallel()
+			ts := serve(t, "tcp", nil, echo)
+			d := start(t, nil, "dial", ts.addr)
+			defer d.stdin.Close()
+			d.stdin.Write([]byte("{\"n\":1}\n"))
+			awaitOutput(t, d.stdout, `\{"n":1\}\n`)
+			d.cmd.Process.Signal(tc.sig)
+			if got := d.wait(); got != tc.status {
+				t.Errorf("exit status %d, want %d", got, tc.status)
+			}
+		})
+	}
+}
+
+// TestListenSignalCutsAStuckLineShort stops listen while it sends stdin
+// lines, without a write timeout, to a peer that does not read: one signal
+// must do.
+func TestListenSignalCutsAStuckLineShort(t *testing.T) {
+	t.Parallel()
+	sock := filepath.Join(t.TempDir(), "l.sock")
+	l := start(t, nil, "listen", "-write-timeout", "0", "unix:"+sock)
+	awaitOutput(t, l.stderr, `listening on`)
+	c, err := net.Dial("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	awaitOutput(t, l.stderr, `conn 1: opened`)
+	// Far more than the socket buffers hold; the writes block once they
+	// are full, and so does this goroutine, until listen exits.
+	line := `{"pad":"` + strings.Repeat("x", 1000) + "\"}\n"
+	go func() {
+		for i := 0; i < 100000; i++ {
+			if _, err := io.WriteString(l.stdin, line); err != nil {
+				return
+			}
+		}
+	}()
+	// Wait until listen's writes to the peer must have blocked: the
+	// peer's receive buffer is full when a read shows lines are arriving
+	// and we then stop reading; instead, simply wait for bytes to arrive.
+	if _, err := io.ReadFull(c, make([]byte, 4)); err != nil {
+		t.Fatal(err)
+	}
+	l.cmd.Process.Signal(syscall.SIGINT)
+	if got := l.wait(); got != 130 {
 		t.Errorf("exit status %d, want 130", got)
+	}
+	if strings.Contains(l.stderr.String(), "again: exiting now") {
+		t.Errorf("listen needed a second signal:\n%s", l.stderr)
+	}
+	if _, err := os.Stat(sock); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the socket file outlived listen: %v", err)
+	}
+}
+
+// TestBenchSignalEndsAStalledRun interrupts bench while its server has
+// stopped reading: bench exits at once with its summary.
+func TestBenchSignalEndsAStalledRun(t *testing.T) {
+	t.Parallel()
+	got, quit := make(chan struct{}), make(chan struct{})
+	addr := rawServer(t, func(c net.Conn) {
+		io.ReadFull(c, make([]byte, 1000)) // then read nothing more
+		close(got)
+		<-quit
+	})
+	t.Cleanup(func() { close(quit) }) // before rawServer's cleanup
+	b := start(t, nil, "bench", "-count", "10000000", "-size", "1KiB", addr)
+	defer b.stdin.Close()
+	select {
+	case <-got:
+	case <-time.After(hang):
+		t.Fatal("bench sent nothing")
+	}
+	b.cmd.Process.Signal(syscall.SIGINT)
+	if status := b.wait(); status != 130 {
+		t.Errorf("exit status %d, want 130", status)
+	}
+	if !strings.Contains(b.stdout.String(), "messages of 1024 bytes echoed over 1 connection(s)") {
+		t.Errorf("stdout = %q, want a summary", b.stdout)
 	}
 }
 
@@ -84,33 +164,49 @@ func TestBenchStopsOnSignalWithASummary(t *testing.T) {
 	}
 }
 
-// TestSecondSignalExitsAtOnce interrupts bench while it waits for a server
-// that neither echoes nor closes; the second SIGINT does not wait.
+// TestSecondSignalExitsAtOnce drives the signal handling in the test
+// process: the first signal cancels the context and says so, the second
+// runs the forced-exit cleanups and exits with the signal's status.
 func TestSecondSignalExitsAtOnce(t *testing.T) {
-	t.Parallel()
-	got, quit := make(chan struct{}), make(chan struct{})
-	addr := rawServer(t, func(c net.Conn) {
-		io.ReadFull(c, make([]byte, 10*(4+64)))
-		close(got)
-		<-quit // hold the connection open
-	})
-	t.Cleanup(func() { close(quit) }) // before rawServer's cleanup
-	b := start(t, nil, "bench", "-count", "10", "-size", "64", addr)
-	defer b.stdin.Close()
-	// Once the server has the 10 messages, bench waits (for 10 s) for them
-	// to come back.
+	exited := make(chan int, 1)
+	osExit = func(code int) { exited <- code }
+	defer func() { osExit = os.Exit }()
+	cleaned := make(chan struct{})
+	atForcedExit(func() { close(cleaned) })
+	defer func() { forcedExit.cleanups = nil }()
+
+	sigs := make(chan os.Signal, 2)
+	stderr := new(syncBuffer)
+	ctx, status, stop := interrupts(&env{stderr: stderr, signals: sigs}, "test")
+	defer stop()
+	if status() != -1 {
+		t.Fatalf("status before any signal = %d, want -1", status())
+	}
+	sigs <- syscall.SIGINT
 	select {
-	case <-got:
+	case <-ctx.Done():
 	case <-time.After(hang):
-		t.Fatal("bench sent nothing")
+		t.Fatal("the first signal did not cancel the context")
 	}
-	b.cmd.Process.Signal(syscall.SIGINT)
-	awaitOutput(t, b.stderr, `jsonconn bench: interrupt: shutting down \(interrupt again exits at once\)\n`)
-	b.cmd.Process.Signal(syscall.SIGINT)
-	if got := b.wait(); got != 130 {
-		t.Errorf("exit status %d, want 130", got)
+	if status() != 130 {
+		t.Errorf("status after SIGINT = %d, want 130", status())
 	}
-	if !strings.Contains(b.stderr.String(), "jsonconn bench: interrupt again: exiting now") {
-		t.Errorf("stderr = %q, want the second signal noted", b.stderr)
+	sigs <- syscall.SIGTERM
+	select {
+	case code := <-exited:
+		if code != 143 {
+			t.Errorf("exit code %d, want 143 for the second signal, SIGTERM", code)
+		}
+	case <-time.After(hang):
+		t.Fatal("the second signal did not exit")
+	}
+	select {
+	case <-cleaned:
+	default:
+		t.Error("the forced exit ran no cleanup")
+	}
+	want := "jsonconn test: interrupt: shutting down (interrupt again exits at once)\njsonconn test: terminated again: exiting now\n"
+	if got := stderr.String(); got != want {
+		t.Errorf("stderr = %q, want %q", got, want)
 	}
 }
