@@ -105,6 +105,13 @@ func (c *Conn) sendQueued(p []byte) (int, error) {
 // one write, tells each queued writer its result and wakes it, and returns
 // p's result. wmu must be held.
 func (c *Conn) sendBatch(p []byte, batch []*writeReq) (n int, err error) {
+	if len(batch) == 0 { // alone: the common, uncontended case
+		if c.testHookBatch != nil {
+			c.testHookBatch(1)
+		}
+		n, err = c.writeLocked(func() (int, error) { return c.w.writeFrame(p) })
+		return n, c.writeError(err)
+	}
 	msgs := c.msgs[:0]
 	if p != nil {
 		msgs = append(msgs, p)
@@ -114,10 +121,6 @@ func (c *Conn) sendBatch(p []byte, batch []*writeReq) (n int, err error) {
 	}
 	if c.testHookBatch != nil {
 		c.testHookBatch(len(msgs))
-	}
-	if len(msgs) == 1 && p != nil {
-		n, err = c.writeLocked(func() (int, error) { return c.w.writeFrame(p) })
-		return n, c.writeError(err)
 	}
 	k, berr := c.writeLocked(func() (int, error) { return c.w.writeFrames(msgs) })
 	i := 0

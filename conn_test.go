@@ -805,6 +805,26 @@ func TestConnAppendMessageDoesNotAllocate(t *testing.T) {
 	}
 }
 
+// TestConnWriteDoesNotAllocate writes over TCP, where a frame goes out in
+// one writev, to a peer that drains everything.
+func TestConnWriteDoesNotAllocate(t *testing.T) {
+	w, r := tcpPair(t)
+	drained := make(chan struct{})
+	go func() { io.Copy(io.Discard, r); close(drained) }()
+	c := jsonconn.New(w, nil)
+	msg := []byte(`{"id":1,"name":"small message","tags":["a","b"]}`)
+	allocs := testing.AllocsPerRun(1000, func() {
+		if _, err := c.Write(msg); err != nil {
+			t.Fatal(err)
+		}
+	})
+	c.Close()
+	<-drained
+	if allocs != 0 {
+		t.Errorf("Conn.Write allocated %.1f times per message, want 0", allocs)
+	}
+}
+
 // TestConnWriteBatchTimeoutKeepsStreamWhole floods a peer that is not
 // reading with batches (one writev each on sockets) until a write deadline
 // strikes, then checks that exactly the committed messages arrive.

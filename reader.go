@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"reflect"
+	"slices"
 	"sync"
 )
 
@@ -85,9 +86,14 @@ func (r *Reader) ReadMessage() ([]byte, error) {
 
 // AppendMessage reads the next message like ReadMessage and appends its
 // payload to dst, returning the extended slice. A caller that reuses dst
-// (passing dst[:0]) reads messages without allocating. On error dst is
-// returned unchanged.
+// (passing dst[:0]) reads messages without allocating. A payload larger than
+// the 16 KiB read buffer is read straight into dst's free capacity, growing
+// dst if needed, rather than through a buffer of its own. On error the
+// returned slice has dst's length and contents (its capacity may have grown).
 func (r *Reader) AppendMessage(dst []byte) ([]byte, error) {
+	if dst, done, err := r.appendLarge(dst); done {
+		return dst, err
+	}
 	p, err := r.next(r.validate)
 	if err != nil {
 		return dst, err
@@ -95,6 +101,63 @@ func (r *Reader) AppendMessage(dst []byte) ([]byte, error) {
 	dst = append(dst, p...)
 	r.consumed()
 	return dst, nil
+}
+
+// appendLarge reads the next frame straight into dst if its payload is
+// larger than the read buffer and has not all arrived, saving the copy into a
+// buffer of the frame's size and the copy out of it: the bytes already
+// buffered are copied to dst and the rest is read into place. It reports
+// done false, having read at most the header, for anything else (a small
+// frame, one already buffered, one over the cap, the rest of a message that
+// Read started), which next handles. A read that fails mid-frame puts what
+// arrived back into a buffer of the frame's size, so that a timeout loses
+// nothing and the next call goes on from there.
+func (r *Reader) appendLarge(dst []byte) (_ []byte, done bool, err error) {
+	if len(r.msg) > 0 || r.err != nil {
+		return dst, false, nil
+	}
+	if err := r.fill(headerLen); err != nil {
+		return dst, true, r.fail(err)
+	}
+	n := binary.BigEndian.Uint32((*r.bufp)[r.r:])
+	if uint64(n) > uint64(r.max) || int(n) <= readBufferSize || r.w-r.r >= headerLen+int(n) {
+		return dst, false, nil
+	}
+	start := len(dst)
+	dst = slices.Grow(dst, int(n))[:start+int(n)]
+	p := dst[start:]
+	k := copy(p, (*r.bufp)[r.r+headerLen:r.w])
+	r.drop()
+	for empty := 0; k < len(p); {
+		var m int
+		m, err = r.src.Read(p[k:])
+		k += m
+		if err != nil {
+			break
+		}
+		if m == 0 {
+			if empty++; empty >= maxEmptyReads {
+				err = io.ErrNoProgress
+				break
+			}
+		}
+	}
+	if k < len(p) {
+		// Back to the state fill would have left: header and the
+		// payload so far, in a buffer of the frame's size.
+		r.bufp = getBuf(headerLen + int(n))
+		binary.BigEndian.PutUint32(*r.bufp, n)
+		r.w = headerLen + copy((*r.bufp)[headerLen:], p[:k])
+		return dst[:start], true, r.fail(err)
+	}
+	if err != nil && !isTimeout(err) {
+		r.rerr = err // for the next read, as fill keeps it
+	}
+	if r.validate && !valid(p) {
+		r.err = invalidJSON(p)
+		return dst[:start], true, r.err
+	}
+	return dst, true, nil
 }
 
 // Read reads payload bytes into p. It never returns bytes of two messages in

@@ -159,6 +159,82 @@ func TestReaderTimeoutLosesNothing(t *testing.T) {
 	}
 }
 
+// TestReaderAppendLargeFrameLosesNothing reads frames larger than the read
+// buffer, which AppendMessage reads straight into the caller's buffer,
+// through timeouts after every chunk: each timeout leaves dst as it was and
+// the next call goes on where the frame stopped.
+func TestReaderAppendLargeFrameLosesNothing(t *testing.T) {
+	t.Parallel()
+	msgs := []string{`"small"`, `{"a":"` + strings.Repeat("x", 40<<10) + `"}`, `[` + strings.Repeat("1,", 50000) + `1]`, `"last"`}
+	for _, chunk := range []int{7, 1000, 4096, 65536} {
+		src := &stutterReader{data: frames(msgs...), chunk: chunk}
+		r := jsonconn.NewReader(src, nil)
+		var got []string
+		timeouts := 0
+		buf := []byte("prefix:")
+		for {
+			out, err := r.AppendMessage(buf)
+			if string(out) != "prefix:" && err != nil {
+				t.Fatalf("chunk %d: AppendMessage returned %.20q with error %v; want dst unchanged", chunk, out, err)
+			}
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				timeouts++
+				continue
+			}
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				t.Fatalf("chunk %d: %v", chunk, err)
+			}
+			got = append(got, string(out[len("prefix:"):]))
+		}
+		if diff := cmp.Diff(msgs, got); diff != "" {
+			t.Errorf("chunk %d: messages (-want +got):\n%s", chunk, diff)
+		}
+		if timeouts == 0 {
+			t.Errorf("chunk %d: no timeout was seen; the test did not test", chunk)
+		}
+	}
+}
+
+// TestReaderAppendLargeFrameErrors covers the ends of a large frame read
+// straight into dst: a payload that is not JSON, the source ending inside
+// the frame, a source that returns nothing, and one that returns the last
+// bytes together with io.EOF.
+func TestReaderAppendLargeFrameErrors(t *testing.T) {
+	t.Parallel()
+	big := `[` + strings.Repeat("1,", 50000) + `1]`
+	for _, tc := range []struct {
+		name string
+		src  io.Reader
+		want error // of the first AppendMessage; nil means it succeeds
+		next error // of the second
+	}{
+		{"invalid", bytes.NewReader(frame(big[:len(big)-1] + `,]`)), jsonconn.ErrInvalidJSON, jsonconn.ErrInvalidJSON},
+		{"truncated", bytes.NewReader(frame(big)[:60000]), io.ErrUnexpectedEOF, io.ErrUnexpectedEOF},
+		{"no progress", io.MultiReader(bytes.NewReader(frame(big)[:20000]), zeroReader{}), io.ErrNoProgress, io.ErrNoProgress},
+		{"EOF with the last bytes", iotest.DataErrReader(bytes.NewReader(frame(big))), nil, io.EOF},
+	} {
+		r := jsonconn.NewReader(tc.src, nil)
+		out, err := r.AppendMessage([]byte("prefix:"))
+		if tc.want == nil && (err != nil || string(out) != "prefix:"+big) {
+			t.Errorf("%s: AppendMessage = %.20q…, %v; want the message", tc.name, out, err)
+		}
+		if tc.want != nil && (!errors.Is(err, tc.want) || string(out) != "prefix:") {
+			t.Errorf("%s: AppendMessage = %.20q, %v; want dst unchanged and %v", tc.name, out, err, tc.want)
+		}
+		if _, err := r.AppendMessage(nil); !errors.Is(err, tc.next) {
+			t.Errorf("%s: next AppendMessage error = %v, want %v", tc.name, err, tc.next)
+		}
+	}
+}
+
+// zeroReader returns no bytes and no error, forever.
+type zeroReader struct{}
+
+func (zeroReader) Read([]byte) (int, error) { return 0, nil }
+
 func TestReaderSourceErrorIsSticky(t *testing.T) {
 	t.Parallel()
 	// iotest.ErrTimeout is not a net.Error: it ends the stream like any error.
@@ -274,7 +350,9 @@ func (l *loopReader) Read(p []byte) (int, error) {
 
 func TestReaderAppendMessageDoesNotAllocate(t *testing.T) {
 	for _, validate := range []bool{false, true} {
-		src := &loopReader{data: frames(`{"id":1,"name":"small message","tags":["a","b"]}`, `[`+strings.Repeat("1,", 2000)+`1]`)}
+		// A small frame, one of 4 KiB, and one of 100 KiB, which is read
+		// straight into the caller's buffer.
+		src := &loopReader{data: frames(`{"id":1,"name":"small message","tags":["a","b"]}`, `[`+strings.Repeat("1,", 2000)+`1]`, `[`+strings.Repeat("1,", 50000)+`1]`)}
 		r := jsonconn.NewReader(src, &jsonconn.Config{DisableValidation: !validate})
 		buf := make([]byte, 0, 8<<10)
 		allocs := testing.AllocsPerRun(1000, func() {
