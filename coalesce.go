@@ -1,26 +1,36 @@
 package jsonconn
 
-import "sync"
+import (
+	"errors"
+	"sync"
+)
 
 // Coalescing concurrent writers.
 //
 // A Write or Send that finds another one sending does not wait for the write
-// lock: it queues its message and sleeps. The goroutine that holds the write
-// side sends its own message; when it is done, it wakes the first queued
-// writer, which sends its own message together with every message queued
-// behind it, in one writev on a socket (Writer.writeFrames), and so on. Under
-// contention each system call carries many messages, as WriteBatch does,
-// while each caller still gets its own message's result; alone, a writer
-// pays two uncontended lock operations for it. Messages of one goroutine stay
-// in its order, since it waits for each; the messages of different goroutines
-// were never ordered.
+// lock: it queues its message and sleeps. The goroutine sending (the sender)
+// sends its own message together with every message queued when it takes
+// the write lock, as one batch through Writer.writeFrames (one writev on TCP
+// and Unix sockets; a write per frame elsewhere), tells each queued writer
+// its result, and returns. If more writers queued meanwhile, it first hands
+// the write side to the earliest of them, which becomes the sender for the
+// next batch. So each call returns once its own batch is out, however busy
+// the Conn; under contention a system call carries several messages, as
+// WriteBatch does; and a writer alone pays only uncontended locking and
+// allocates nothing. A goroutine's messages keep its order, since it waits
+// for each; the messages of different goroutines were never ordered.
 //
-// Each message keeps Write's all-or-nothing rule. A batch cut by a timeout
-// commits the messages whose frames left (the one cut in the middle gets
-// ErrPending, its rest going out first next time) and reports the others as
-// not sent, with the timeout. A non-timeout error fails the messages not
-// sent. Close unblocks queued writers with the sender: its write fails, and
-// each writer it then wakes finds the Conn closed.
+// Each message keeps Write's all-or-nothing rule. In a batch cut by a
+// timeout, the messages whose frames left are committed, the one cut in the
+// middle gets ErrPending (its rest goes out first next time), and the others
+// are not sent and get the timeout. After a non-timeout error, the messages
+// not sent get the error. Close unblocks queued writers through the sender,
+// whose write fails with the Conn's. If the wrapped conn's Write panics, the
+// queued writers of that batch get errWritePanicked and the next batch goes
+// on; the panic continues in the sender.
+//
+// A Server's WriteTimeout is a deadline per message, so a served Conn does
+// not batch: each sender sends its own message alone and hands over.
 
 // A writeReq is a message queued for the sender.
 type writeReq struct {
@@ -36,8 +46,12 @@ type writeReq struct {
 
 var writeReqs = sync.Pool{New: func() any { return &writeReq{done: make(chan struct{}, 1)} }}
 
+// errWritePanicked is the result of the queued messages of a batch whose
+// write panicked: whether they left is unknown.
+var errWritePanicked = errors.New("jsonconn: the wrapped conn's Write panicked; the message may not have been sent")
+
 // writeMessage sends p, which has passed the checks, as one message, in a
-// batch with the messages of any writers queued meanwhile.
+// batch with the messages of the writers queued meanwhile.
 func (c *Conn) writeMessage(p []byte) (int, error) {
 	c.qmu.Lock()
 	if !c.sending {
@@ -60,82 +74,84 @@ func (c *Conn) writeMessage(p []byte) (int, error) {
 	return n, err
 }
 
-// maxRounds bounds the batches a sender sends before it hands the write
-// side to a queued writer: its own call returns only when it is done, so
-// the bound is the extra latency a sender pays for the others' throughput.
-const maxRounds = 8
-
-// sendQueued is called by the sender, the one goroutine that sends at a
-// time. It sends p and the messages queued so far; while writers queued
-// meanwhile, it sends theirs too, up to maxRounds batches, and then hands
-// the write side to the first of them. It returns p's result.
-func (c *Conn) sendQueued(p []byte) (int, error) {
+// sendQueued is run by the sender, the one goroutine sending at a time: it
+// sends p and the messages queued so far, wakes their writers, hands the
+// write side to the earliest writer queued meanwhile, if any, and returns
+// p's result.
+func (c *Conn) sendQueued(p []byte) (n int, err error) {
 	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	c.qmu.Lock()
-	batch := c.queue
-	c.queue = c.spare[:0]
-	c.qmu.Unlock()
-	n, err := c.sendBatch(p, batch)
-	for rounds := 1; ; rounds++ {
+	var batch []*writeReq
+	if c.writeTimeout == 0 {
+		// The queue becomes the batch, and the spare array, if any, the
+		// queue: the three never share an array.
 		c.qmu.Lock()
-		switch {
-		case len(c.queue) == 0:
-			c.sending = false
-		case rounds == maxRounds:
-			next := c.queue[0]
-			c.queue = c.queue[:copy(c.queue, c.queue[1:])]
-			next.lead = true
-			next.done <- struct{}{}
-		default:
-			// Swap: the queue becomes the batch, the sent batch's
-			// array the queue.
-			batch, c.queue = c.queue, batch[:0]
-			c.qmu.Unlock()
-			c.sendBatch(nil, batch)
-			continue
-		}
-		c.spare = batch[:0]
+		batch = c.queue
+		c.queue, c.spare = c.spare[:0], nil
 		c.qmu.Unlock()
-		return n, err
 	}
+	sent := false
+	defer func() {
+		if !sent { // the wrapped conn's Write panicked
+			clear(c.msgs[:cap(c.msgs)])
+			c.wmu.Unlock()
+			for _, r := range batch {
+				r.n, r.err = 0, errWritePanicked
+			}
+			c.handOff(batch)
+		}
+	}()
+	n, err = c.sendBatch(p, batch)
+	sent = true
+	c.wmu.Unlock()
+	c.handOff(batch)
+	return n, err
 }
 
-// sendBatch sends p, unless it is nil, and the queued messages of batch in
-// one write, tells each queued writer its result and wakes it, and returns
-// p's result. wmu must be held.
+// handOff wakes the writers of batch, whose results are set, and makes the
+// earliest writer queued since the next sender, if there is one.
+func (c *Conn) handOff(batch []*writeReq) {
+	for _, r := range batch {
+		r.done <- struct{}{}
+	}
+	clear(batch) // keep no request
+	c.qmu.Lock()
+	defer c.qmu.Unlock()
+	if cap(batch) > 0 {
+		c.spare = batch[:0]
+	}
+	if len(c.queue) == 0 {
+		c.sending = false
+		return
+	}
+	next, last := c.queue[0], len(c.queue)-1
+	copy(c.queue, c.queue[1:])
+	c.queue[last] = nil // keep no request
+	c.queue = c.queue[:last]
+	next.lead = true
+	next.done <- struct{}{}
+}
+
+// sendBatch sends p and the queued messages of batch in one write, sets
+// each queued writer's result, and returns p's. wmu must be held.
 func (c *Conn) sendBatch(p []byte, batch []*writeReq) (n int, err error) {
+	if c.testHookBatch != nil {
+		c.testHookBatch(1 + len(batch))
+	}
 	if len(batch) == 0 { // alone: the common, uncontended case
-		if c.testHookBatch != nil {
-			c.testHookBatch(1)
-		}
 		n, err = c.writeLocked(func() (int, error) { return c.w.writeFrame(p) })
 		return n, c.writeError(err)
 	}
-	msgs := c.msgs[:0]
-	if p != nil {
-		msgs = append(msgs, p)
-	}
+	msgs := append(c.msgs[:0], p)
 	for _, r := range batch {
 		msgs = append(msgs, r.p)
 	}
-	if c.testHookBatch != nil {
-		c.testHookBatch(len(msgs))
-	}
 	k, berr := c.writeLocked(func() (int, error) { return c.w.writeFrames(msgs) })
-	i := 0
-	if p != nil {
-		n, err = c.batchResult(msgs, 0, k, berr)
-		i = 1
-	}
-	for _, r := range batch {
-		r.n, r.err = c.batchResult(msgs, i, k, berr)
-		i++
-		r.done <- struct{}{}
+	n, err = c.batchResult(msgs, 0, k, berr)
+	for i, r := range batch {
+		r.n, r.err = c.batchResult(msgs, i+1, k, berr)
 	}
 	clear(msgs) // keep no caller's memory
 	c.msgs = msgs[:0]
-	clear(batch)
 	return n, err
 }
 

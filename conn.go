@@ -20,8 +20,9 @@ import (
 // writers never interleave their frames, and concurrent readers each get whole
 // messages (Read callers get parts of one message each, in order). Writes and
 // Sends that arrive while another is sending are coalesced: the next sender
-// sends all the messages queued meanwhile in one system call (writev on TCP
-// and Unix sockets), and each caller gets its own message's result.
+// sends all the messages queued meanwhile together, in one writev on TCP and
+// Unix sockets, and each caller gets its own message's result (except on a
+// Conn served by a Server with a WriteTimeout, whose deadline is per message).
 //
 // Deadlines are those of the wrapped conn and behave as net.Conn documents: an
 // expired deadline makes pending and future calls return an error that is a

@@ -478,22 +478,10 @@ func TestConnConcurrentWritersDoNotInterleave(t *testing.T) {
 			W, N int
 			Pad  string
 		}
-		var wg sync.WaitGroup
-		errs := make(chan error, writers)
-		for w := 0; w < writers; w++ {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for n := 0; n < perWriter; n++ {
-					// Sizes from tiny to larger than a socket write.
-					pad := strings.Repeat(string(rune('a'+w)), (n*n*37)%(150<<10))
-					if err := a.Send(msg{w, n, pad}); err != nil {
-						errs <- err
-						return
-					}
-				}
-			}()
-		}
+		wait := concurrently(writers, perWriter, func(w, n int) error {
+			// Sizes from tiny to larger than a socket write.
+			return a.Send(msg{w, n, strings.Repeat(string(rune('a'+w)), (n*n*37)%(150<<10))})
+		})
 		next := make([]int, writers)
 		for i := 0; i < writers*perWriter; i++ {
 			var m msg
@@ -505,9 +493,7 @@ func TestConnConcurrentWritersDoNotInterleave(t *testing.T) {
 			}
 			next[m.W]++
 		}
-		wg.Wait()
-		close(errs)
-		for err := range errs {
+		if err := wait(); err != nil {
 			t.Fatal(err)
 		}
 	})
@@ -777,6 +763,31 @@ func TestConnTimedOutReadHoldsNoBuffer(t *testing.T) {
 			t.Fatalf("a Conn whose read timed out with nothing received holds %d bytes, want 0", held)
 		}
 	})
+}
+
+// concurrently calls send(w, n) for n from 0 to perWriter-1 in each of
+// writers goroutines, and returns a function that waits for them and
+// returns the first error, with which a goroutine stops.
+func concurrently(writers, perWriter int, send func(w, n int) error) (wait func() error) {
+	var wg sync.WaitGroup
+	errs := make(chan error, writers)
+	for w := 0; w < writers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for n := 0; n < perWriter; n++ {
+				if err := send(w, n); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	return func() error {
+		wg.Wait()
+		close(errs)
+		return <-errs
+	}
 }
 
 // loopConn is a net.Conn whose reads repeat the same bytes forever.

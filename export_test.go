@@ -1,5 +1,7 @@
 package jsonconn
 
+import "time"
+
 // Held reports the bytes of buffer a Reader holds (0 when idle), for tests
 // of the buffering policy.
 func (r *Reader) Held() int {
@@ -65,3 +67,7 @@ func (c *Conn) Sending() bool {
 // OnBatch makes c call f with the number of messages of each batch it
 // sends. It must be called before c is used.
 func (c *Conn) OnBatch(f func(n int)) { c.testHookBatch = f }
+
+// SetServerWriteTimeout gives c the per-message write timeout a Server
+// sets. It must be called before c is used.
+func (c *Conn) SetServerWriteTimeout(d time.Duration) { c.writeTimeout = d }

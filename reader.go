@@ -109,7 +109,8 @@ func (r *Reader) AppendMessage(dst []byte) ([]byte, error) {
 // buffered are copied to dst and the rest is read into place. It reports
 // done false, having read at most the header, for anything else (a small
 // frame, one already buffered, one over the cap, the rest of a message that
-// Read started), which next handles. A read that fails mid-frame puts what
+// Read started, a source error pending, a frame that already has its own
+// buffer), which next handles. A read that fails mid-frame puts what
 // arrived back into a buffer of the frame's size, so that a timeout loses
 // nothing and the next call goes on from there.
 func (r *Reader) appendLarge(dst []byte) (_ []byte, done bool, err error) {
@@ -120,7 +121,14 @@ func (r *Reader) appendLarge(dst []byte) (_ []byte, done bool, err error) {
 		return dst, true, r.fail(err)
 	}
 	n := binary.BigEndian.Uint32((*r.bufp)[r.r:])
-	if uint64(n) > uint64(r.max) || int(n) <= readBufferSize || r.w-r.r >= headerLen+int(n) {
+	switch {
+	case uint64(n) > uint64(r.max), int(n) <= readBufferSize, r.w-r.r >= headerLen+int(n):
+		return dst, false, nil
+	case r.rerr != nil:
+		return dst, false, nil // next returns the error the source gave with the header
+	case len(*r.bufp)-r.r >= headerLen+int(n):
+		// The frame's buffer is there already (an earlier call timed
+		// out): go on filling it rather than copy it back out.
 		return dst, false, nil
 	}
 	start := len(dst)
@@ -189,7 +197,11 @@ func (r *Reader) Read(p []byte) (int, error) {
 }
 
 // Receive reads the next message and decodes it into v as json.Unmarshal
-// does, with the same results and errors.
+// does, with the same results and errors, with one exception: for a payload
+// that is a valid value followed by more bytes (never valid JSON), v may have
+// been written to before the error. The payload that a destination's
+// UnmarshalJSON method gets is valid only during the call, as the
+// json.Unmarshaler contract says.
 //
 // Receive does not scan a valid payload twice: when validation is on it
 // relies on encoding/json's own syntax check. Payloads of up to 16 KiB are
@@ -265,34 +277,39 @@ var stdDecoders = sync.Pool{New: func() any {
 // and json.Unmarshal could differ, on a payload that is not exactly one
 // valid value, the result is json.Unmarshal's.
 func unmarshalStd(p []byte, v any) error {
-	if len(p) > maxPooledDecode {
+	// Trailing whitespace (json.Encoder ends each value with a newline) is
+	// cut, so that the Decoder consumes the whole of what it is given and
+	// can go back to the pool. Leading whitespace is left to json.Unmarshal:
+	// a Decoder's error offsets would count from the value, not the payload,
+	// under GOEXPERIMENT=jsonv2.
+	q := bytes.TrimRight(p, " \t\r\n")
+	if len(q) == 0 || len(q) > maxPooledDecode || isSpace(q[0]) {
 		return json.Unmarshal(p, v)
 	}
 	d := stdDecoders.Get().(*stdDecoder)
-	d.src.Reset(p)
+	d.src.Reset(q)
 	start := d.dec.InputOffset()
 	err := d.dec.Decode(v)
-	end := d.dec.InputOffset() - start // where the value ended in p
+	end := d.dec.InputOffset() - start // where the value ended in q
 	d.src.Reset(nil)
-	if err == nil && end == int64(len(p)) {
-		stdDecoders.Put(d) // clean: it consumed the whole payload
+	if err == nil && end == int64(len(q)) {
+		stdDecoders.Put(d) // clean: it consumed all it was given
 		return nil
 	}
 	// The Decoder is dropped: after a syntax error it is dead, and after
 	// a value followed by more bytes it holds them.
-	switch {
-	case err == nil && len(bytes.TrimLeft(p[end:], " \t\r\n")) == 0:
-		return nil // trailing whitespace
-	case err != nil && valid(p):
+	if err != nil && valid(p) {
 		// A type mismatch or an UnmarshalJSON error: the same as
 		// json.Unmarshal's, offsets included.
 		return err
 	}
-	// Not valid JSON: json.Unmarshal finds that before it decodes, and
-	// says where. (Only bytes after a valid value may have let the
-	// Decoder decode into v.)
+	// Not valid JSON: json.Unmarshal says so, and where. Only when a valid
+	// value is followed by more bytes has v been written to, as
+	// json.Unmarshal, which checks the whole payload first, would not.
 	return json.Unmarshal(p, v)
 }
+
+func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\r' || c == '\n' }
 
 // checkUnmarshalTarget refuses a destination json.Unmarshal would refuse only
 // after parsing, so that a caller's mistake does not consume a message.

@@ -215,6 +215,9 @@ func TestReaderAppendLargeFrameErrors(t *testing.T) {
 		{"truncated", bytes.NewReader(frame(big)[:60000]), io.ErrUnexpectedEOF, io.ErrUnexpectedEOF},
 		{"no progress", io.MultiReader(bytes.NewReader(frame(big)[:20000]), zeroReader{}), io.ErrNoProgress, io.ErrNoProgress},
 		{"EOF with the last bytes", iotest.DataErrReader(bytes.NewReader(frame(big))), nil, io.EOF},
+		// The source fails together with the header's bytes: that error
+		// comes first, as ReadMessage returns it.
+		{"error with the header", &errOnce{frame(big)[:100], errBoom, bytes.NewReader(frame(big)[100:])}, errBoom, errBoom},
 	} {
 		r := jsonconn.NewReader(tc.src, nil)
 		out, err := r.AppendMessage([]byte("prefix:"))
@@ -228,6 +231,25 @@ func TestReaderAppendLargeFrameErrors(t *testing.T) {
 			t.Errorf("%s: next AppendMessage error = %v, want %v", tc.name, err, tc.next)
 		}
 	}
+}
+
+var errBoom = errors.New("boom")
+
+// errOnce returns first together with err, then reads from rest, as a
+// source whose error is transient would.
+type errOnce struct {
+	first []byte
+	err   error
+	rest  io.Reader
+}
+
+func (e *errOnce) Read(p []byte) (int, error) {
+	if e.first == nil {
+		return e.rest.Read(p)
+	}
+	n := copy(p, e.first)
+	e.first = nil
+	return n, e.err
 }
 
 // zeroReader returns no bytes and no error, forever.
