@@ -91,6 +91,9 @@ func isSpace(c byte) bool {
 	return c == ' ' || c == '\t' || c == '\n' || c == '\r'
 }
 
+// shortEscape tells which bytes may follow a backslash as a two-byte escape.
+var shortEscape = [256]bool{'"': true, '\\': true, '/': true, 'b': true, 'f': true, 'n': true, 'r': true, 't': true}
+
 func isHex(c byte) bool {
 	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
 }
@@ -257,8 +260,7 @@ end: // A value ended before p[i].
 		}
 		return scanInvalid
 	}
-	switch p[i] {
-	case ',':
+	if c = p[i]; c == ',' {
 		if depth == 0 {
 			return scanInvalid
 		}
@@ -267,19 +269,22 @@ end: // A value ended before p[i].
 			goto value
 		}
 		goto key
-	case '}':
+	}
+	if c == '}' {
 		if depth == 0 || stack&1 == 0 {
 			return scanInvalid
 		}
 		i++
 		goto pop
-	case ']':
+	}
+	if c == ']' {
 		if depth == 0 || stack&1 != 0 {
 			return scanInvalid
 		}
 		i++
 		goto pop
-	case ' ', '\t', '\n', '\r':
+	}
+	if isSpace(c) {
 		i++
 		goto end
 	}
@@ -377,9 +382,26 @@ colon: // A key ended before p[i].
 
 stringWords: // A string's plain bytes run from p[i] on.
 	for len(p)-i >= 8 {
-		if special := specials(word(p, i)); special != 0 {
-			i += bits.TrailingZeros64(special) >> 3
-			goto stringSpecial
+		w := word(p, i)
+		// Go through the flags of w in order, skipping escapes that end
+		// in w, until the closing quote; leave anything else to
+		// stringSpecial.
+		for special := specials(w); special != 0; {
+			k := bits.TrailingZeros64(special)
+			t := w >> (k & 56) // the flagged byte and those above it
+			if c = byte(t); c == '"' {
+				i += k>>3 + 1
+				if isKey {
+					goto colon
+				}
+				goto end
+			}
+			// (A backslash in byte 7 has t>>8 == 0, no short escape.)
+			if c != '\\' || !shortEscape[byte(t>>8)] {
+				i += k >> 3
+				goto stringSpecial
+			}
+			special &^= 2<<((k+8)&63) - 1 // drop flags up to the escaped byte
 		}
 		i += 8
 	}
