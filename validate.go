@@ -15,16 +15,24 @@ const maxNestingDepth = 10000
 // grammar, nesting up to maxNestingDepth, and any byte from 0x20 up inside
 // strings, invalid UTF-8 included.
 //
-// It is several times as fast as json.Valid (BenchmarkValidate) because it is
-// one loop over the grammar, a goto state machine that calls no function on
-// its common paths and so keeps its state in registers, rather than a state
-// machine called once per byte. Strings are read a word (8 bytes) at a time:
-// a few arithmetic operations flag the quotes, backslashes and control bytes
-// of a word, and the lowest flag is where the plain run ends. Most strings
-// end in the word that starts with their opening quote, and a key, its colon
-// and a short string value are checked from the key's word and the next one,
-// whose addresses are known before the key's end is, so the processor does
-// not wait for one word's result before loading the next.
+// It is five to ten times as fast as json.Valid (BenchmarkValidate):
+//
+//   - It is one goto state machine over the grammar, not a state machine
+//     called once per byte, and it calls no function on its common paths, so
+//     its state stays in registers. (Deeper than 64 levels, it returns for a
+//     pooled array and resumes.)
+//   - It reads strings a word (8 bytes) at a time: eight arithmetic
+//     operations flag the quotes, backslashes and control bytes of a word
+//     (see specials), and the lowest flag ends the plain run. An escape such
+//     as \n that ends in the same word is skipped without reloading it.
+//   - Most strings end in the word that starts at their opening quote, so
+//     they take one load and one word test, and one 16-bit compare checks a
+//     key's closing quote and colon together. If the value is a string too,
+//     its end is looked for in the key's word and the next one, whose
+//     address does not depend on the key's length: on short strings the
+//     time goes mostly to waiting, word after word, for the load whose
+//     address the previous word's test gives, and this saves one such wait
+//     per member.
 //
 // It does not recurse: open containers are a stack of bits, one word in a
 // register and, past 64 levels, a pooled 1.3 KB array, so no input can make
@@ -72,9 +80,9 @@ const (
 
 // specials flags, by setting its high bit, each byte of w that is a control
 // character (< 0x20), a quote or a backslash: the bytes that end a plain run
-// in a string. The lowest flag is exact; the flags above it may include false
-// alarms, a '#' or a ']' just after a flagged byte, from a borrow between
-// bytes, but no flagged byte is ever left out.
+// in a string. No such byte is ever left out, and the lowest flag is exact,
+// but a borrow between bytes can also flag a run of '#' right after a quote
+// or control character, or of ']' right after a backslash.
 func specials(w uint64) uint64 {
 	// XOR with 0x02 maps '"' to 0x20 and keeps control characters below it,
 	// so a byte less than 0x21 is one of them.
@@ -104,7 +112,7 @@ func isHex(c byte) bool {
 //
 // The labels are the states of the grammar; i is the index of the next byte.
 func (s *scanner) scan(p []byte) int {
-	p = p[:len(p):len(p)] // with cap known to be len, slicing needs fewer registers
+	p = p[:len(p):len(p)] // with cap known to be len, slicing p needs one register less
 	i, depth, stack := s.i, s.depth, s.stack
 	isKey := false // the string being scanned is a key, not a value
 	var c byte
@@ -113,8 +121,9 @@ value: // A value starts at p[i], after optional whitespace.
 	if len(p)-i >= 8 {
 		w := word(p, i)
 		if c = byte(w); c == '"' {
-			// Setting byte 0 keeps the opening quote from being flagged,
-			// so the lowest flag, if any, is the string's end or escape.
+			// Setting byte 0 keeps the opening quote from being flagged
+			// or flagging byte 1 by a borrow, so the lowest flag, if
+			// any, is the string's end, an escape or a control byte.
 			special := specials(w | 0xff)
 			if special == 0 {
 				i += 8
@@ -439,8 +448,8 @@ stringSpecial: // A string's plain run ended at p[i].
 	if c < 0x20 {
 		return scanInvalid
 	}
-	// No word test leaves a plain byte as the lowest flag, but one would
-	// be skipped here like any plain byte.
+	// A false alarm of specials after an escape in stringWords, skipped
+	// like any plain byte.
 	i++
 	goto stringWords
 }

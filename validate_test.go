@@ -40,7 +40,8 @@ func edgeCases() []string {
 
 	// A special byte at every position relative to the 8-byte words, in a
 	// string at the top level, as a value and as a key.
-	for _, special := range []string{`"`, `\"`, `\n`, "\x01", "\x1f", "\xff", `\u0041`, `\u00`, `\`, `\\`, `\/`, `\x`, `#`, `]`} {
+	for _, special := range []string{`"`, `\"`, `\n`, "\x01", "\x1f", "\xff", `\u0041`, `\u00`, `\`, `\\`, `\/`, `\x`, `#`, `]`,
+		`\"#`, `\"##`, `\\]`, `\\]]`, `\"\"`, `\\\\`, `\t\u0041\"`, "\\n\x01", "\x01n", "\x1f\\\""} {
 		for pos := 0; pos < 26; pos++ {
 			s := `"` + strings.Repeat("x", pos) + special + strings.Repeat("y", 20-pos%21) + `"`
 			add("%s", s)
@@ -62,6 +63,7 @@ func edgeCases() []string {
 		for _, s := range []string{
 			`"` + c + `"`, `"` + c + `xxxxxxxxxxxxxxxxxx"`, `"xxxxx` + c + `"`, `"xxxxxxxxxxxx` + c + `"`,
 			`"\"` + c + `xxx"`, `"\\` + c + `xxx"`, `"xx\n` + c + `"`, `"\u12` + c + `4"`, `"\` + c,
+			`"xx` + c + `nxxxxxxxxxxxx"`, `"xx` + c + `"xxxxxxxx"`, `"xx` + c + `\"xxxxxxx"`,
 		} {
 			for _, w := range wrappers {
 				add(w, s)
