@@ -392,10 +392,21 @@ colon: // A key ended before p[i].
 stringWords: // A string's plain bytes run from p[i] on.
 	for len(p)-i >= 8 {
 		w := word(p, i)
+		special := specials(w)
+		if special == 0 && len(p)-i >= 16 {
+			// Test the next word before going round: the two loads do
+			// not wait for each other.
+			w = word(p, i+8)
+			if special = specials(w); special == 0 {
+				i += 16
+				continue
+			}
+			i += 8
+		}
 		// Go through the flags of w in order, skipping escapes that end
 		// in w, until the closing quote; leave anything else to
 		// stringSpecial.
-		for special := specials(w); special != 0; {
+		for special != 0 {
 			k := bits.TrailingZeros64(special)
 			t := w >> (k & 56) // the flagged byte and those above it
 			if c = byte(t); c == '"' {
