@@ -24,7 +24,8 @@ const maxNestingDepth = 10000
 //   - It reads strings a word (8 bytes) at a time: eight arithmetic
 //     operations flag the quotes, backslashes and control bytes of a word
 //     (see specials), and the lowest flag ends the plain run. An escape such
-//     as \n that ends in the same word is skipped without reloading it.
+//     as \n that ends in the same word is skipped without reloading it, and
+//     long runs are tested two words per round.
 //   - Most strings end in the word that starts at their opening quote, so
 //     they take one load and one word test, and one 16-bit compare checks a
 //     key's closing quote and colon together. If the value is a string too,
