@@ -349,35 +349,44 @@ func BenchmarkPingPong(b *testing.B) {
 			}
 		}
 	})
-	b.Run("size=small/impl=jsonconn", func(b *testing.B) {
-		w, r := benchConns(b)
-		jw, jr := jsonconn.New(w, nil), jsonconn.New(r, nil)
-		go func() { // echo
-			buf := make([]byte, 0, 4<<10)
-			for {
-				var err error
-				if buf, err = jr.AppendMessage(buf[:0]); err != nil {
-					return
-				}
-				if _, err := jr.Write(buf); err != nil {
-					return
-				}
-			}
-		}()
-		buf := make([]byte, 0, 4<<10)
-		b.SetBytes(int64(len(sz.payload)))
-		b.ReportAllocs()
-		b.ResetTimer()
-		for i := 0; i < b.N; i++ {
-			if _, err := jw.Write(sz.payload); err != nil {
-				b.Fatal(err)
-			}
-			var err error
-			if buf, err = jw.AppendMessage(buf[:0]); err != nil {
-				b.Fatal(err)
-			}
+	// jsonconn does the hand-written code's work with validation off, and
+	// more with it on: each message is validated when sent and received.
+	for _, validate := range []bool{false, true} {
+		name := "jsonconn"
+		if validate {
+			name = "jsonconn+validate"
 		}
-	})
+		b.Run("size=small/impl="+name, func(b *testing.B) {
+			w, r := benchConns(b)
+			cfg := &jsonconn.Config{DisableValidation: !validate}
+			jw, jr := jsonconn.New(w, cfg), jsonconn.New(r, cfg)
+			go func() { // echo
+				buf := make([]byte, 0, 4<<10)
+				for {
+					var err error
+					if buf, err = jr.AppendMessage(buf[:0]); err != nil {
+						return
+					}
+					if _, err := jr.Write(buf); err != nil {
+						return
+					}
+				}
+			}()
+			buf := make([]byte, 0, 4<<10)
+			b.SetBytes(int64(len(sz.payload)))
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if _, err := jw.Write(sz.payload); err != nil {
+					b.Fatal(err)
+				}
+				var err error
+				if buf, err = jw.AppendMessage(buf[:0]); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }
 
 // BenchmarkValidate compares the package's validator with json.Valid on the

@@ -309,7 +309,6 @@ func unmarshalStd(p []byte, v any) error {
 	return json.Unmarshal(p, v)
 }
 
-
 // checkUnmarshalTarget refuses a destination json.Unmarshal would refuse only
 // after parsing, so that a caller's mistake does not consume a message.
 func checkUnmarshalTarget(v any) error {
