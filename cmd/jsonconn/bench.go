@@ -14,7 +14,9 @@ bench checks each one; with -echo=false it counts the messages the server
 has read, which it knows when the server closes the connection after the
 end of the stream. A progress line runs on stderr; the summary goes to
 stdout. Against 'jsonconn listen -echo', send listen's output to /dev/null,
-or the run measures your terminal.`)
+or the run measures your terminal. A server that stops reading stalls the run
+(the progress line shows 0 msg/s) until -duration ends it or Ctrl-C, which
+prints the summary so far.`)
 	maxFrame := maxFrameFlag(fs)
 	size := sizeValue(1024)
 	fs.Var(&size, "size", fmt.Sprintf("the payload `size` of each message, at least %d bytes", minLoadSize))

@@ -18,8 +18,9 @@ func runDial(args []string, e *env) int {
 message; each message received is printed as one line on stdout. When stdin
 ends, the sending side of the connection is shut down (the peer reads EOF) and
 dial goes on printing until the peer closes its side, or for -wait. If the
-peer closes first, dial exits: at once at a terminal; otherwise when stdin
-ends, or, with status 1, at the first line that can no longer be sent.`)
+peer closes first (a peer that only shuts down its sending side counts), dial
+exits: at once at a terminal; otherwise when stdin ends, or, with status 1, at
+the first line read after the peer closed, which it reports as not sent.`)
 	maxFrame := maxFrameFlag(fs)
 	pretty := fs.Bool("pretty", false, "print each message indented, over several lines")
 	policy := badFlag(fs)

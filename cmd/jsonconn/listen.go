@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jsonconn/jsonconn"
@@ -178,7 +179,8 @@ type peerSet struct {
 	last    int
 	conns   map[int]*jsonconn.Conn
 	changed chan struct{} // closed, and replaced, when a peer arrives
-	stopped bool          // stopSending was called
+
+	stopped atomic.Bool // stopSending was called
 }
 
 func newPeerSet() *peerSet {
@@ -226,18 +228,19 @@ func (ps *peerSet) broadcast(ctx context.Context, line []byte, stderr io.Writer)
 		ps.mu.Lock()
 		ids := slices.Sorted(maps.Keys(ps.conns))
 		conns := maps.Clone(ps.conns)
-		stopped := ps.stopped
 		ps.mu.Unlock()
-		if stopped {
-			ps.sending.Unlock()
-			return errStopping
-		}
 		if len(ids) == 0 {
 			ps.sending.Unlock()
 			continue // the peers left meanwhile: wait for the next
 		}
 		defer ps.sending.Unlock()
 		for _, id := range ids {
+			// Checked before each peer: on a served Conn, each Write
+			// sets a fresh write deadline over the past one that
+			// stopSending set.
+			if ps.stopped.Load() {
+				return errStopping
+			}
 			if _, err := conns[id].Write(line); err != nil {
 				if refused(err) {
 					return err // the same for every peer
@@ -250,12 +253,13 @@ func (ps *peerSet) broadcast(ctx context.Context, line []byte, stderr io.Writer)
 	}
 }
 
-// stopSending makes broadcast send no more lines, and cuts short the one
-// it may be sending to a peer that does not read; it returns once no line
-// is going out.
+// stopSending makes broadcast send no more lines, and cuts short the write
+// it may be doing to a peer that does not read; it returns once no line is
+// going out. (A write that starts in the instant between broadcast's check
+// and this call sets its own deadline and can take up to -write-timeout.)
 func (ps *peerSet) stopSending() {
+	ps.stopped.Store(true)
 	ps.mu.Lock()
-	ps.stopped = true
 	for _, c := range ps.conns {
 		c.SetWriteDeadline(time.Unix(1, 0))
 	}

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -77,19 +78,25 @@ func TestDialStopsOnSignal(t *testing.T) {
 }
 
 // TestListenSignalCutsAStuckLineShort stops listen while it sends stdin
-// lines, without a write timeout, to a peer that does not read: one signal
-// must do.
+// lines to three peers that do not read: one signal must do, though each
+// message's write deadline (-write-timeout) is an hour away.
 func TestListenSignalCutsAStuckLineShort(t *testing.T) {
 	t.Parallel()
 	sock := filepath.Join(t.TempDir(), "l.sock")
-	l := start(t, nil, "listen", "-write-timeout", "0", "unix:"+sock)
+	l := start(t, nil, "listen", "-write-timeout", "1h", "unix:"+sock)
 	awaitOutput(t, l.stderr, `listening on`)
-	c, err := net.Dial("unix", sock)
-	if err != nil {
-		t.Fatal(err)
+	var c net.Conn
+	for i := 1; i <= 3; i++ {
+		pc, err := net.Dial("unix", sock)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer pc.Close()
+		if c == nil {
+			c = pc
+		}
+		awaitOutput(t, l.stderr, `conn `+strconv.Itoa(i)+`: opened`)
 	}
-	defer c.Close()
-	awaitOutput(t, l.stderr, `conn 1: opened`)
 	// Far more than the socket buffers hold; the writes block once they
 	// are full, and so does this goroutine, until listen exits.
 	line := `{"pad":"` + strings.Repeat("x", 1000) + "\"}\n"
@@ -100,9 +107,8 @@ func TestListenSignalCutsAStuckLineShort(t *testing.T) {
 			}
 		}
 	}()
-	// Wait until listen's writes to the peer must have blocked: the
-	// peer's receive buffer is full when a read shows lines are arriving
-	// and we then stop reading; instead, simply wait for bytes to arrive.
+	// Once bytes arrive, listen is sending lines; with nobody reading,
+	// its writes soon block on every peer.
 	if _, err := io.ReadFull(c, make([]byte, 4)); err != nil {
 		t.Fatal(err)
 	}
