@@ -75,7 +75,7 @@ func checkUnmarshalStd(t *testing.T, p []byte) {
 // bytes that are not whitespace: the one case where Receive may write to v
 // and json.Unmarshal does not.
 func valueThenMore(p []byte) bool {
-	var v any
+	var v json.RawMessage // any valid value, with no type to mismatch
 	return !json.Valid(p) && json.NewDecoder(bytes.NewReader(p)).Decode(&v) == nil
 }
 
