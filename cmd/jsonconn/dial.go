@@ -135,9 +135,10 @@ the first line read after the peer closed, which it reports as not sent.`)
 // errPeerClosed refuses a stdin line read after the peer closed.
 var errPeerClosed = errors.New("the peer closed the connection")
 
-// isTerminal reports whether r is a terminal.
-func isTerminal(r io.Reader) bool {
-	f, ok := r.(*os.File)
+// isTerminal reports whether stream, one of the standard streams, is a
+// terminal.
+func isTerminal(stream any) bool {
+	f, ok := stream.(*os.File)
 	if !ok {
 		return false
 	}

@@ -234,12 +234,9 @@ type meter struct {
 }
 
 func newMeter(w io.Writer, size int) (*meter, time.Duration) {
-	m := &meter{w: w, size: size}
-	if f, ok := w.(*os.File); ok {
-		if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
-			m.tty = true
-			return m, 200 * time.Millisecond
-		}
+	m := &meter{w: w, size: size, tty: isTerminal(w)}
+	if m.tty {
+		return m, 200 * time.Millisecond
 	}
 	return m, time.Second
 }

@@ -142,13 +142,7 @@ func TestBenchSignalEndsAStalledRun(t *testing.T) {
 	case <-time.After(hang):
 		t.Fatal("bench sent nothing")
 	}
-	b.cmd.Process.Signal(syscall.SIGINT)
-	if status := b.wait(); status != 130 {
-		t.Errorf("exit status %d, want 130", status)
-	}
-	if !strings.Contains(b.stdout.String(), "messages of 1024 bytes echoed over 1 connection(s)") {
-		t.Errorf("stdout = %q, want a summary", b.stdout)
-	}
+	interruptBench(t, b, "messages of 1024 bytes echoed over 1 connection(s)")
 }
 
 func TestBenchStopsOnSignalWithASummary(t *testing.T) {
@@ -161,12 +155,19 @@ func TestBenchStopsOnSignalWithASummary(t *testing.T) {
 			t.Fatal("bench sent nothing")
 		}
 	}
+	interruptBench(t, b, "messages of 64 bytes echoed over 1 connection(s)")
+}
+
+// interruptBench sends bench SIGINT and checks that it exits 130 with a
+// summary containing want.
+func interruptBench(t *testing.T, b *proc, want string) {
+	t.Helper()
 	b.cmd.Process.Signal(syscall.SIGINT)
-	if got := b.wait(); got != 130 {
-		t.Errorf("exit status %d, want 130", got)
+	if status := b.wait(); status != 130 {
+		t.Errorf("exit status %d, want 130", status)
 	}
-	if !strings.Contains(b.stdout.String(), "bytes echoed over 1 connection(s)") {
-		t.Errorf("stdout = %q, want a summary", b.stdout)
+	if !strings.Contains(b.stdout.String(), want) {
+		t.Errorf("stdout = %q, want a summary with %q", b.stdout, want)
 	}
 }
 
