@@ -255,15 +255,18 @@ func (ps *peerSet) broadcast(ctx context.Context, line []byte, stderr io.Writer)
 
 // stopSending makes broadcast send no more lines, and cuts short the write
 // it may be doing to a peer that does not read; it returns once no line is
-// going out. (A write that starts in the instant between broadcast's check
-// and this call sets its own deadline and can take up to -write-timeout.)
+// going out. A past write deadline cuts the write short, but a Write on a
+// served Conn sets its own deadline when it starts, which may be just after
+// ours: so the deadlines are set again until broadcast lets go.
 func (ps *peerSet) stopSending() {
 	ps.stopped.Store(true)
-	ps.mu.Lock()
-	for _, c := range ps.conns {
-		c.SetWriteDeadline(time.Unix(1, 0))
+	for !ps.sending.TryLock() {
+		ps.mu.Lock()
+		for _, c := range ps.conns {
+			c.SetWriteDeadline(time.Unix(1, 0))
+		}
+		ps.mu.Unlock()
+		time.Sleep(10 * time.Millisecond)
 	}
-	ps.mu.Unlock()
-	ps.sending.Lock()
 	ps.sending.Unlock()
 }
