@@ -25,9 +25,12 @@ import (
 // backpressure the wire protocol relies on.
 //
 // An idle Reader holds no buffer, even while a caller is blocked waiting for
-// a message: that read lands in a 512-byte pad inside the Reader, and only
-// once bytes have arrived is a buffer taken from a pool; it goes back as soon
-// as everything in it has been consumed. So thousands of idle connections cost
+// a message: only once bytes have arrived is a buffer taken from a pool, and
+// it goes back as soon as everything in it has been consumed. On a TCP or
+// Unix stream socket (on Unix systems) the Reader waits for the socket to
+// become readable and then reads into the pooled buffer (sockread_unix.go);
+// from any other source the read lands in a 512-byte pad allocated with the
+// Reader and is copied into the buffer. So thousands of idle connections cost
 // only their structs. Several small frames that arrive together are served
 // from one buffer filled by one Read call.
 //
@@ -44,11 +47,11 @@ const (
 	// one Read call brings in many small frames.
 	readBufferSize = 16 << 10
 
-	// padSize is the size of the buffer inside each Reader where a read
-	// lands while nothing is buffered. A Reader blocked on a quiet peer holds
-	// only this; a pooled buffer is taken when bytes arrive. It holds a
-	// typical small message whole, so that one read system call suffices for
-	// it.
+	// padSize is the size of the buffer where a Reader that does not read a
+	// socket directly lands a read while nothing is buffered. Such a Reader
+	// blocked on a quiet peer holds only this; a pooled buffer is taken when
+	// bytes arrive. It holds a typical small message whole, so that one read
+	// system call suffices for it.
 	padSize = 512
 
 	// maxFrameLimit bounds Config.MaxFrameSize, so that a buffer for any frame

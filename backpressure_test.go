@@ -128,15 +128,22 @@ func TestIdleConnMemory(t *testing.T) {
 	if idle > 8<<10 || waiting > 8<<10 {
 		t.Errorf("idle Conns hold %d and %d bytes, want under 8 KiB", idle, waiting)
 	}
+	closeAndAwaitEOF(t, clients, done)
+	runtime.KeepAlive(servers)
+}
+
+// closeAndAwaitEOF closes clients and checks that each of the Receives
+// blocked on their peers, which report to done, ends with io.EOF.
+func closeAndAwaitEOF(t *testing.T, clients []*jsonconn.Conn, done <-chan error) {
+	t.Helper()
 	for _, a := range clients {
 		a.Close()
 	}
-	for i := 0; i < pairs; i++ {
+	for range clients {
 		if err := <-done; err != io.EOF {
 			t.Fatalf("blocked Receive ended with %v, want io.EOF", err)
 		}
 	}
-	runtime.KeepAlive(servers)
 }
 
 // liveHeap returns the bytes of live heap objects after a full collection.

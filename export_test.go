@@ -71,3 +71,7 @@ func (c *Conn) OnBatch(f func(n int)) { c.testHookBatch = f }
 // SetServerWriteTimeout gives c the per-message write timeout a Server
 // sets. It must be called before c is used.
 func (c *Conn) SetServerWriteTimeout(d time.Duration) { c.writeTimeout = d }
+
+// ReadsSocket reports whether c reads its socket directly (sockread_unix.go)
+// rather than through the wrapped conn's Read.
+func (c *Conn) ReadsSocket() bool { return c.r.sock != nil }

@@ -33,9 +33,10 @@ type Reader struct {
 	validate  bool
 	unmarshal func([]byte, any) error // Config.Unmarshal; nil for json.Unmarshal
 
-	bufp *[]byte       // pooled buffer; nil when nothing is buffered
-	r, w int           // (*bufp)[r:w] holds the bytes received and not yet consumed
-	pad  [padSize]byte // where a read lands while nothing is buffered
+	bufp *[]byte        // pooled buffer; nil when nothing is buffered
+	r, w int            // (*bufp)[r:w] holds the bytes received and not yet consumed
+	sock *sockSource    // src as a socket read directly; nil for other sources
+	pad  *[padSize]byte // where a read from another source lands while nothing is buffered
 
 	waiter waiter // told when a read blocks for a frame's first byte; may be nil
 
@@ -54,6 +55,9 @@ func NewReader(r io.Reader, cfg *Config) *Reader {
 
 func (r *Reader) init(src io.Reader, cfg *Config) {
 	r.src = src
+	if r.sock = newSockSource(src); r.sock == nil {
+		r.pad = new([padSize]byte)
+	}
 	r.max = cfg.maxFrameSize()
 	r.validate = cfg == nil || !cfg.DisableValidation
 	if cfg != nil {
@@ -403,21 +407,23 @@ func (r *Reader) fill(need int) error {
 		var n int
 		var err error
 		if r.bufp == nil {
-			// Nothing is buffered: wait in the small inline pad, so that
-			// a Reader blocked on a quiet peer holds no pooled buffer, and
-			// take one only once bytes have arrived.
-			if r.waiter != nil {
-				if !r.waiter.beginWait() {
-					return ErrServerClosed
-				}
-				n, err = r.src.Read(r.pad[:])
-				r.waiter.endWait()
-			} else {
-				n, err = r.src.Read(r.pad[:])
+			// Nothing is buffered: take a buffer only once bytes have
+			// arrived, so that a Reader blocked on a quiet peer holds
+			// none. A socket is read into the buffer once it is readable;
+			// anything else is read into the small inline pad first.
+			if r.waiter != nil && !r.waiter.beginWait() {
+				return ErrServerClosed
 			}
-			if n > 0 {
-				r.bufp = getBuf(max(need, readBufferSize+headerLen))
+			size := max(need, readBufferSize+headerLen)
+			if r.sock != nil {
+				r.bufp, n, err = r.sock.read(size)
+				r.w = n
+			} else if n, err = r.src.Read(r.pad[:]); n > 0 {
+				r.bufp = getBuf(size)
 				r.w = copy(*r.bufp, r.pad[:n])
+			}
+			if r.waiter != nil {
+				r.waiter.endWait()
 			}
 		} else {
 			if buf := *r.bufp; len(buf)-r.r < need {

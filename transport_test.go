@@ -44,13 +44,20 @@ func tcpPair(t testing.TB) (net.Conn, net.Conn) {
 
 func unixPair(t testing.TB) (net.Conn, net.Conn) {
 	t.Helper()
+	return unixNetPair(t, "unix")
+}
+
+// unixNetPair returns both ends of a connection over a temporary Unix
+// socket of the network "unix" or "unixpacket".
+func unixNetPair(t testing.TB, network string) (net.Conn, net.Conn) {
+	t.Helper()
 	// t.TempDir can exceed the 104-108 byte limit on socket paths.
 	dir, err := os.MkdirTemp("", "jc")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	return listenPair(t, "unix", filepath.Join(dir, "s"))
+	return listenPair(t, network, filepath.Join(dir, "s"))
 }
 
 // listenPair dials a fresh listener once and returns both ends.

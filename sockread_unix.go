@@ -1,0 +1,130 @@
+//go:build unix
+
+package jsonconn
+
+import (
+	"errors"
+	"io"
+	"net"
+	"os"
+	"syscall"
+)
+
+// A sockSource reads a TCP or Unix stream socket for a Reader with nothing
+// buffered. It waits for the socket to become readable through the runtime's
+// network poller, as (*net.TCPConn).Read does, and only then takes a pooled
+// buffer and reads into it: one read system call brings in every byte that
+// has arrived, up to the buffer's size, and a Reader blocked on a quiet peer
+// still holds no buffer. Other sources read into the Reader's small pad
+// instead, which costs a second read system call whenever more than the pad
+// holds is waiting (every 4 KiB message, for one).
+//
+// Reads go through syscall.RawConn, so the conn's deadlines, Close and the
+// poller behave as they do for its own Read, and its read lock keeps them
+// from overlapping with any other read of the socket. Errors are the ones
+// the conn's Read returns, with one difference: a *net.OpError made here for
+// a failed read system call (a reset, say) names the network "tcp" or
+// "unix", where the conn's own might name "tcp4" or "tcp6".
+type sockSource struct {
+	rc           syscall.RawConn
+	network      string // for errors, as the conn's own Read reports them
+	laddr, raddr net.Addr
+
+	// tryRead is s.tryReadFd, bound once: a closure made per read would
+	// escape to the heap through RawConn.Read and allocate every time.
+	tryRead func(fd uintptr) bool
+
+	// The arguments and results of tryRead, for one read at a time (the
+	// Reader's).
+	size int
+	bufp *[]byte
+	n    int
+	err  error
+}
+
+// newSockSource returns a sockSource for src if it is a *net.TCPConn or a
+// stream *net.UnixConn, and nil otherwise. Only these exact types qualify: a
+// type that embeds one may change what Read returns.
+func newSockSource(src io.Reader) *sockSource {
+	var c interface {
+		net.Conn
+		SyscallConn() (syscall.RawConn, error)
+	}
+	switch s := src.(type) {
+	case *net.TCPConn:
+		c = s
+	case *net.UnixConn:
+		c = s
+	default:
+		return nil
+	}
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	// A datagram socket has messages of its own, and a zero-byte read on
+	// one is not the end of the stream: leave those to the conn's Read.
+	stream := false
+	if err := rc.Control(func(fd uintptr) {
+		typ, err := syscall.GetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_TYPE)
+		stream = err == nil && typ == syscall.SOCK_STREAM
+	}); err != nil || !stream {
+		return nil
+	}
+	s := &sockSource{rc: rc, laddr: c.LocalAddr(), raddr: c.RemoteAddr()}
+	s.tryRead = s.tryReadFd
+	s.network = "tcp"
+	if _, ok := src.(*net.UnixConn); ok {
+		s.network = "unix"
+	}
+	return s
+}
+
+// read waits until the socket is readable or at its end, then reads into a
+// pooled buffer of at least size bytes. It returns the buffer with n >= 1
+// bytes in it, or a nil buffer and the error the conn's Read would have
+// returned: io.EOF at the end of the stream, or a *net.OpError.
+func (s *sockSource) read(size int) (bufp *[]byte, n int, err error) {
+	s.size = size
+	err = s.rc.Read(s.tryRead)
+	bufp, n, rerr := s.bufp, s.n, s.err
+	s.bufp, s.err = nil, nil
+	if err != nil {
+		// A deadline, or the conn closed: the same error as its Read
+		// returns, which names the operation "read" rather than
+		// "raw-read".
+		var oe *net.OpError
+		if errors.As(err, &oe) && oe.Op == "raw-read" {
+			e := *oe
+			e.Op = "read"
+			err = &e
+		}
+		return nil, 0, err
+	}
+	if rerr != nil || n <= 0 {
+		putBuf(bufp)
+		if rerr == nil {
+			return nil, 0, io.EOF
+		}
+		return nil, 0, &net.OpError{Op: "read", Net: s.network, Source: s.laddr, Addr: s.raddr, Err: os.NewSyscallError("read", rerr)}
+	}
+	return bufp, n, nil
+}
+
+// tryReadFd is the RawConn.Read callback of read. It takes a buffer and reads
+// into it without blocking; if nothing has arrived it gives the buffer back
+// and returns false, and the poller calls it again once the socket is
+// readable.
+func (s *sockSource) tryReadFd(fd uintptr) bool {
+	bufp := getBuf(s.size)
+	n, err := syscall.Read(int(fd), *bufp)
+	for err == syscall.EINTR {
+		n, err = syscall.Read(int(fd), *bufp)
+	}
+	if err == syscall.EAGAIN {
+		putBuf(bufp)
+		return false
+	}
+	s.bufp, s.n, s.err = bufp, n, err
+	return true
+}
