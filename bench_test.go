@@ -445,3 +445,51 @@ func BenchmarkBatch(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkWriteCall compares ways of sending one frame over loopback TCP to
+// a peer that drains everything: hand-written code writing a frame built
+// beforehand with write(2), writev of header and payload, and Conn.Write,
+// which uses writev on sockets. It is the measurement behind keeping writev
+// rather than copying small frames behind their header (docs/design.md).
+func BenchmarkWriteCall(b *testing.B) {
+	for _, sz := range benchSizes {
+		send := func(b *testing.B, write func(w net.Conn, n int) error) {
+			w, r := benchConns(b)
+			drained := make(chan struct{})
+			go func() { io.Copy(io.Discard, r); close(drained) }()
+			b.SetBytes(int64(len(sz.payload)))
+			b.ReportAllocs()
+			b.ResetTimer()
+			if err := write(w, b.N); err != nil {
+				b.Fatal(err)
+			}
+			b.StopTimer()
+			w.Close()
+			<-drained
+		}
+		b.Run("size="+sz.name+"/impl=hand", func(b *testing.B) {
+			send(b, func(w net.Conn, n int) error { return handWriter(w, sz.payload)(n) })
+		})
+		b.Run("size="+sz.name+"/impl=writev", func(b *testing.B) {
+			send(b, func(w net.Conn, n int) error {
+				hdr := binary.BigEndian.AppendUint32(nil, uint32(len(sz.payload)))
+				// Declared once: WriteTo consumes bufs, which escapes.
+				var iov [2][]byte
+				var bufs net.Buffers
+				for i := 0; i < n; i++ {
+					iov = [2][]byte{hdr, sz.payload}
+					bufs = iov[:]
+					if _, err := bufs.WriteTo(w); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+		})
+		b.Run("size="+sz.name+"/impl=jsonconn", func(b *testing.B) {
+			send(b, func(w net.Conn, n int) error {
+				return jsonWrites(jsonconn.New(w, &jsonconn.Config{DisableValidation: true}), sz.payload)(n)
+			})
+		})
+	}
+}
