@@ -75,3 +75,7 @@ func (c *Conn) SetServerWriteTimeout(d time.Duration) { c.writeTimeout = d }
 // ReadsSocket reports whether c reads its socket directly (sockread_unix.go)
 // rather than through the wrapped conn's Read.
 func (c *Conn) ReadsSocket() bool { return c.r.sock != nil }
+
+// HasReadPad reports whether c has the pad that reads from sources other
+// than a socket land in while nothing is buffered.
+func (c *Conn) HasReadPad() bool { return c.r.pad != nil }

@@ -407,10 +407,11 @@ func (r *Reader) fill(need int) error {
 		var n int
 		var err error
 		if r.bufp == nil {
-			// Nothing is buffered: take a buffer only once bytes have
-			// arrived, so that a Reader blocked on a quiet peer holds
-			// none. A socket is read into the buffer once it is readable;
-			// anything else is read into the small inline pad first.
+			// Nothing is buffered: hold no buffer while waiting, so
+			// that a Reader blocked on a quiet peer holds none. A
+			// socket is read straight into a buffer taken for each read
+			// attempt (sockread_unix.go); anything else is read into the
+			// Reader's pad first.
 			if r.waiter != nil && !r.waiter.beginWait() {
 				return ErrServerClosed
 			}

@@ -3,7 +3,6 @@
 package jsonconn
 
 import (
-	"errors"
 	"io"
 	"net"
 	"os"
@@ -11,20 +10,22 @@ import (
 )
 
 // A sockSource reads a TCP or Unix stream socket for a Reader with nothing
-// buffered. It waits for the socket to become readable through the runtime's
-// network poller, as (*net.TCPConn).Read does, and only then takes a pooled
-// buffer and reads into it: one read system call brings in every byte that
-// has arrived, up to the buffer's size, and a Reader blocked on a quiet peer
-// still holds no buffer. Other sources read into the Reader's small pad
-// instead, which costs a second read system call whenever more than the pad
-// holds is waiting (every 4 KiB message, for one).
+// buffered. It reads into a pooled buffer without blocking, and if nothing
+// has arrived gives the buffer back and waits for the socket to become
+// readable through the runtime's network poller, as (*net.TCPConn).Read
+// does: one read system call brings in every byte that has arrived, up to
+// the buffer's size, and a Reader blocked on a quiet peer holds no buffer.
+// Other sources read into the Reader's 512-byte pad instead, which costs a
+// second read system call whenever more than the pad holds is waiting (a
+// 4 KiB message after a drain, for one).
 //
 // Reads go through syscall.RawConn, so the conn's deadlines, Close and the
 // poller behave as they do for its own Read, and its read lock keeps them
 // from overlapping with any other read of the socket. Errors are the ones
 // the conn's Read returns, with one difference: a *net.OpError made here for
 // a failed read system call (a reset, say) names the network "tcp" or
-// "unix", where the conn's own might name "tcp4" or "tcp6".
+// "unix", where the conn's own names the network it was dialed or listened
+// on ("tcp4", say) or, for a conn from net.FileConn, none.
 type sockSource struct {
 	rc           syscall.RawConn
 	network      string // for errors, as the conn's own Read reports them
@@ -62,21 +63,23 @@ func newSockSource(src io.Reader) *sockSource {
 	if err != nil {
 		return nil
 	}
-	// A datagram socket has messages of its own, and a zero-byte read on
-	// one is not the end of the stream: leave those to the conn's Read.
-	stream := false
-	if err := rc.Control(func(fd uintptr) {
-		typ, err := syscall.GetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_TYPE)
-		stream = err == nil && typ == syscall.SOCK_STREAM
-	}); err != nil || !stream {
-		return nil
-	}
-	s := &sockSource{rc: rc, laddr: c.LocalAddr(), raddr: c.RemoteAddr()}
-	s.tryRead = s.tryReadFd
-	s.network = "tcp"
+	network := "tcp"
 	if _, ok := src.(*net.UnixConn); ok {
-		s.network = "unix"
+		// A TCP conn is always a stream; a Unix one may be a datagram or
+		// seqpacket socket, whose reads keep record boundaries: a read
+		// shorter than the record loses its rest, so read those through
+		// the conn's Read, as any other source.
+		network = "unix"
+		stream := false
+		if err := rc.Control(func(fd uintptr) {
+			typ, err := syscall.GetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_TYPE)
+			stream = err == nil && typ == syscall.SOCK_STREAM
+		}); err != nil || !stream {
+			return nil
+		}
 	}
+	s := &sockSource{rc: rc, network: network, laddr: c.LocalAddr(), raddr: c.RemoteAddr()}
+	s.tryRead = s.tryReadFd
 	return s
 }
 
@@ -92,12 +95,10 @@ func (s *sockSource) read(size int) (bufp *[]byte, n int, err error) {
 	if err != nil {
 		// A deadline, or the conn closed: the same error as its Read
 		// returns, which names the operation "read" rather than
-		// "raw-read".
-		var oe *net.OpError
-		if errors.As(err, &oe) && oe.Op == "raw-read" {
-			e := *oe
-			e.Op = "read"
-			err = &e
+		// "raw-read". RawConn.Read makes a new *net.OpError each time,
+		// so it is ours to change.
+		if oe, ok := err.(*net.OpError); ok && oe.Op == "raw-read" {
+			oe.Op = "read"
 		}
 		return nil, 0, err
 	}
@@ -111,10 +112,10 @@ func (s *sockSource) read(size int) (bufp *[]byte, n int, err error) {
 	return bufp, n, nil
 }
 
-// tryReadFd is the RawConn.Read callback of read. It takes a buffer and reads
-// into it without blocking; if nothing has arrived it gives the buffer back
-// and returns false, and the poller calls it again once the socket is
-// readable.
+// tryReadFd is the RawConn.Read callback of read. It takes a pooled buffer
+// and reads into it without blocking; if nothing has arrived it gives the
+// buffer back and returns false, and the poller calls it again once the
+// socket is readable. So a Reader parked in the poller holds no buffer.
 func (s *sockSource) tryReadFd(fd uintptr) bool {
 	bufp := getBuf(s.size)
 	n, err := syscall.Read(int(fd), *bufp)
