@@ -26,16 +26,21 @@ type embeddedTCP struct{ *net.TCPConn }
 
 func TestConnReadsSocketsDirectly(t *testing.T) {
 	t.Parallel()
-	tcpA, tcpB := tcpPair(t)
-	unixA, _ := unixPair(t)
-	pipeA, pipeB := net.Pipe()
-	tlsA, _ := tlsPair(t)
-	t.Cleanup(func() { pipeA.Close(); pipeB.Close() })
-	cases := []struct {
+	// closed returns both ends of a pair, closed when the test ends.
+	closed := func(a, b net.Conn) (net.Conn, net.Conn) {
+		t.Cleanup(func() { a.Close(); b.Close() })
+		return a, b
+	}
+	tcpA, tcpB := closed(tcpPair(t))
+	unixA, _ := closed(unixPair(t))
+	pipeA, _ := closed(net.Pipe())
+	tlsA, _ := closed(tlsPair(t))
+	type sockCase struct {
 		name string
 		conn net.Conn
 		want bool
-	}{
+	}
+	cases := []sockCase{
 		{"tcp", tcpA, true},
 		{"unix", unixA, true},
 		{"pipe", pipeA, false},
@@ -47,12 +52,8 @@ func TestConnReadsSocketsDirectly(t *testing.T) {
 	case "aix", "android", "darwin", "ios":
 		// No SOCK_SEQPACKET in the Unix domain (as in net's own tests).
 	default:
-		packetA, _ := unixNetPair(t, "unixpacket")
-		cases = append(cases, struct {
-			name string
-			conn net.Conn
-			want bool
-		}{"unixpacket", packetA, false})
+		packetA, _ := closed(unixNetPair(t, "unixpacket"))
+		cases = append(cases, sockCase{"unixpacket", packetA, false})
 	}
 	for _, tc := range cases {
 		c := jsonconn.New(tc.conn, nil)
