@@ -1,9 +1,20 @@
 package jsonconn
 
-// DefaultMaxFrameSize is the frame cap used when Config.MaxFrameSize is zero:
-// 256 KiB (2^18 bytes) of payload, as in the Node.js JsonSocket design the wire
-// format follows.
-const DefaultMaxFrameSize = 1 << 18
+const (
+	// DefaultMaxFrameSize is the frame cap used when Config.MaxFrameSize is
+	// zero: 256 KiB (2^18 bytes) of payload, as in the Node.js JsonSocket
+	// design the wire format follows.
+	DefaultMaxFrameSize = 1 << 18
+
+	// MaxFrameSizeLimit is the largest frame cap a Config can set: 1 GiB
+	// (2^30 bytes). A larger Config.MaxFrameSize is treated as this, so that
+	// the buffer for any frame fits in an int on every platform.
+	MaxFrameSizeLimit = 1 << 30
+)
+
+// headerLen is the size of a frame's header: the payload length as a 4-byte
+// big-endian unsigned integer.
+const headerLen = 4
 
 // A Config configures a Reader, Writer or Conn. A nil *Config and a zero
 // Config both mean the defaults. The constructors read the Config once and keep
@@ -11,9 +22,10 @@ const DefaultMaxFrameSize = 1 << 18
 type Config struct {
 	// MaxFrameSize is the frame cap: the largest payload, in bytes, that is
 	// sent or accepted. Zero or negative means DefaultMaxFrameSize; values
-	// above 1 GiB (1 << 30) are treated as 1 GiB. Both ends of a connection
-	// should agree on it: a peer that announces a longer frame is cut off, and
-	// a message that would exceed it is refused before it is sent.
+	// above MaxFrameSizeLimit (1 GiB) are treated as MaxFrameSizeLimit. Both
+	// ends of a connection should agree on it: a peer that announces a
+	// longer frame is cut off, and a message that would exceed it is refused
+	// before it is sent.
 	MaxFrameSize int
 
 	// DisableValidation turns off the JSON check of payloads: they are then
@@ -47,8 +59,8 @@ func (cfg *Config) maxFrameSize() int {
 	switch {
 	case cfg == nil || cfg.MaxFrameSize <= 0:
 		return DefaultMaxFrameSize
-	case cfg.MaxFrameSize > maxFrameLimit:
-		return maxFrameLimit
+	case cfg.MaxFrameSize > MaxFrameSizeLimit:
+		return MaxFrameSizeLimit
 	}
 	return cfg.MaxFrameSize
 }

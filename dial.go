@@ -12,7 +12,7 @@ import (
 // with a byte stream: "tcp", "tcp4", "tcp6" and "unix". Use a Dialer for
 // timeouts, contexts, keep-alive settings or TLS.
 func Dial(network, address string, cfg *Config) (*Conn, error) {
-	return (&Dialer{Config: cfg}).dial(context.Background(), network, address)
+	return (&Dialer{Config: cfg}).DialConn(context.Background(), network, address)
 }
 
 // A Dialer dials framed-JSON connections, the way tls.Dialer dials TLS ones.
@@ -39,19 +39,23 @@ func (d *Dialer) Dial(network, address string) (net.Conn, error) {
 	return d.DialContext(context.Background(), network, address)
 }
 
-// DialContext connects to the address on the named network using ctx. If
-// ctx ends before the connection (and TLS handshake) is complete, an error is
-// returned; once connected, ctx has no further effect. The returned net.Conn
-// is a *Conn.
+// DialContext connects to the address on the named network using ctx, as
+// DialConn does. It returns a net.Conn, which is a *Conn, so that the Dialer
+// fits wherever a net.Conn dialer goes (as tls.Dialer's DialContext does);
+// code that wants the *Conn calls DialConn instead.
 func (d *Dialer) DialContext(ctx context.Context, network, address string) (net.Conn, error) {
-	c, err := d.dial(ctx, network, address)
+	c, err := d.DialConn(ctx, network, address)
 	if err != nil {
 		return nil, err // not a nil *Conn in a non-nil interface
 	}
 	return c, nil
 }
 
-func (d *Dialer) dial(ctx context.Context, network, address string) (*Conn, error) {
+// DialConn connects to the address on the named network using ctx and
+// returns the *Conn. If ctx ends before the connection (and TLS handshake)
+// is complete, an error is returned; once connected, ctx has no further
+// effect.
+func (d *Dialer) DialConn(ctx context.Context, network, address string) (*Conn, error) {
 	if !streamNetwork(network) {
 		return nil, &net.OpError{Op: "dial", Net: network, Err: net.UnknownNetworkError(network)}
 	}

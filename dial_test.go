@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -25,20 +26,37 @@ func TestDialerDialsEveryNetwork(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer ln.Close()
-			accepted := acceptOne(t, ln)
 			d := &jsonconn.Dialer{NetDialer: &net.Dialer{Timeout: hangTimeout}, Config: &jsonconn.Config{MaxFrameSize: 64}}
-			nc, err := d.DialContext(context.Background(), n.network, ln.Addr().String())
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer nc.Close()
-			c, ok := nc.(*jsonconn.Conn)
-			if !ok {
-				t.Fatalf("DialContext returned a %T, want *jsonconn.Conn", nc)
-			}
-			exchange(t, c, (<-accepted).(*jsonconn.Conn))
-			if err := c.Send(strings.Repeat("x", 64)); !errors.Is(err, jsonconn.ErrFrameTooLarge) {
-				t.Errorf("the Dialer's Config was not applied: got %v", err)
+			for _, dial := range []struct {
+				method string
+				dial   func() (*jsonconn.Conn, error)
+			}{
+				{"DialContext", func() (*jsonconn.Conn, error) {
+					nc, err := d.DialContext(context.Background(), n.network, ln.Addr().String())
+					if err != nil {
+						return nil, err
+					}
+					c, ok := nc.(*jsonconn.Conn)
+					if !ok {
+						nc.Close()
+						return nil, fmt.Errorf("DialContext returned a %T, want *jsonconn.Conn", nc)
+					}
+					return c, nil
+				}},
+				{"DialConn", func() (*jsonconn.Conn, error) {
+					return d.DialConn(context.Background(), n.network, ln.Addr().String())
+				}},
+			} {
+				accepted := acceptOne(t, ln)
+				c, err := dial.dial()
+				if err != nil {
+					t.Fatalf("%s: %v", dial.method, err)
+				}
+				defer c.Close()
+				exchange(t, c, (<-accepted).(*jsonconn.Conn))
+				if err := c.Send(strings.Repeat("x", 64)); !errors.Is(err, jsonconn.ErrFrameTooLarge) {
+					t.Errorf("%s: the Dialer's Config was not applied: got %v", dial.method, err)
+				}
 			}
 		})
 	}
@@ -60,6 +78,10 @@ func TestDialerHonoursCancelledContext(t *testing.T) {
 	}
 	if c != nil {
 		t.Fatalf("got a non-nil net.Conn (%T) with the error", c)
+	}
+	jc, err := d.DialConn(ctx, "tcp", ln.Addr().String())
+	if !errors.Is(err, context.Canceled) || jc != nil {
+		t.Fatalf("DialConn = %p, %v; want nil, context.Canceled", jc, err)
 	}
 }
 

@@ -20,8 +20,8 @@
 // never of two messages in one call, so json.NewEncoder, json.NewDecoder and
 // net/rpc/jsonrpc work over it unchanged. Send and Receive marshal and
 // unmarshal Go values (with encoding/json, or the codec in Config).
-// ReadMessage and AppendMessage return whole payloads, and WriteBatch sends up
-// to 512 messages per system call.
+// ReadMessage and AppendMessage return whole payloads, and WriteBatch sends
+// hundreds of messages per system call.
 // Reader and Writer do the same over a plain io.Reader or io.Writer, such as
 // standard input and output.
 //
@@ -38,8 +38,8 @@
 // readers each get whole messages, and a blocked Read never holds up a Write or
 // Close. Close unblocks pending calls. A Conn starts no goroutines: it reads
 // from the network only when the application asks for a message, which is what
-// lets TCP flow control push back on a fast sender (see backpressure.go).
-// Reader and Writer are not safe for concurrent use.
+// lets TCP flow control push back on a fast sender (see "Memory and flow
+// control" below). Reader and Writer are not safe for concurrent use.
 //
 // # Errors
 //
@@ -65,4 +65,42 @@
 // mismatch) consumes that message and leaves the stream in sync.
 //
 // After Close, every method returns an error matching net.ErrClosed.
+//
+// # Memory and flow control
+//
+// A [Conn] or [Reader] reads from its source only inside a call that asks
+// for a message ([Conn.Read], [Conn.ReadMessage], [Conn.AppendMessage],
+// [Conn.Receive] and the Reader's methods of the same names), and only when
+// the bytes it already holds do not contain the whole next frame. No
+// goroutine reads ahead. So a receiver that stops asking for messages stops
+// reading: the kernel's receive buffer fills, the TCP window closes, and the
+// sender's writes block or meet their deadline. That is the backpressure the
+// wire protocol relies on, and what keeps a fast sender from filling a slow
+// receiver's memory.
+//
+// An idle Conn holds no buffer, even while a goroutine is blocked reading
+// it. On a TCP or Unix stream socket on Unix systems the Conn waits for the
+// socket to become readable and only then takes a buffer for the bytes that
+// have arrived. Every other source (a TLS conn, a pipe, a type that wraps a
+// socket, any socket on Windows) is read into a 512-byte pad allocated with
+// the Conn, and the bytes are then copied into a buffer. Once bytes have
+// arrived the Conn holds one buffer, from a pool shared by all Conns: 16 KiB
+// of payload, enough for many small frames per read, or, for a larger frame
+// whose header has passed the cap check, a buffer of the frame's size
+// rounded up to a power of two. It never holds more than
+//
+//	max(16 KiB, MaxFrameSize rounded up to a power of two) + 4 bytes
+//
+// for reading (256 KiB + 4 with the default cap), and the buffer goes back
+// to the pool as soon as every byte in it has been consumed. A header over
+// the cap ([Config.MaxFrameSize]) ends the stream before anything is sized
+// by it. [Conn.AppendMessage] reads a frame larger than 16 KiB straight into
+// the caller's buffer instead, growing it to the frame's size.
+//
+// A Conn holds no buffer for writing between messages, with one exception:
+// after a write deadline cut a frame part-way, it keeps the unsent rest (at
+// most MaxFrameSize + 4 bytes) until the next write or [Conn.Flush] sends
+// it. Writers queued behind the one sending hold only their own messages,
+// which are not copied; [Conn.WriteBatch] adds 4 bytes of header and two
+// slice headers per message for the duration of the call.
 package jsonconn

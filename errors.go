@@ -108,6 +108,13 @@ func (e *pendingError) Temporary() bool {
 	return errors.As(e.err, &ne) && ne.Temporary()
 }
 
+// isViolation reports whether err is the peer's breach of the protocol (a
+// frame over the cap, a payload that is not JSON), which ends the stream and
+// the connection.
+func isViolation(err error) bool {
+	return errors.Is(err, ErrFrameTooLarge) || errors.Is(err, ErrInvalidJSON)
+}
+
 // isTimeout reports whether err is an I/O timeout: one that leaves the
 // stream intact and may be retried once the deadline has been moved.
 func isTimeout(err error) bool {

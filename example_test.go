@@ -231,9 +231,9 @@ func Example_requestReply() {
 func dialWithBackoff(ctx context.Context, d *jsonconn.Dialer, network, address string) (*jsonconn.Conn, error) {
 	const base, maxDelay = 10 * time.Millisecond, 2 * time.Second
 	for attempt := 0; ; attempt++ {
-		c, err := d.DialContext(ctx, network, address)
+		c, err := d.DialConn(ctx, network, address)
 		if err == nil {
-			return c.(*jsonconn.Conn), nil
+			return c, nil
 		}
 		delay := min(maxDelay, base<<min(attempt, 16))
 		delay = rand.N(delay) + 1 // full jitter: anywhere in (0, delay]

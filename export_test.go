@@ -68,11 +68,14 @@ func (c *Conn) Sending() bool {
 // sends. It must be called before c is used.
 func (c *Conn) OnBatch(f func(n int)) { c.testHookBatch = f }
 
-// SetServerWriteTimeout gives c the per-message write timeout a Server
-// sets. It must be called before c is used.
-func (c *Conn) SetServerWriteTimeout(d time.Duration) { c.writeTimeout = d }
+// SetServerWriteTimeout attaches to c the state of a Server with the
+// per-message write timeout d, as Serve does. It must be called before c is
+// used.
+func (c *Conn) SetServerWriteTimeout(d time.Duration) {
+	(&Server{WriteTimeout: d}).newServedConn(c, func() {})
+}
 
-// ReadsSocket reports whether c reads its socket directly (sockread_unix.go)
+// ReadsSocket reports whether c reads its socket directly (see sockSource)
 // rather than through the wrapped conn's Read.
 func (c *Conn) ReadsSocket() bool { return c.r.sock != nil }
 

@@ -62,10 +62,14 @@ type Server struct {
 	// not count. Zero means no timeout.
 	IdleTimeout time.Duration
 
-	// WriteTimeout, if positive, sets the write deadline before each
-	// message written to a served Conn, replacing any deadline the handler
-	// set. A peer that does not read gets a timeout (see ErrPending) instead
-	// of a handler blocked forever.
+	// WriteTimeout, if positive, bounds the time each message written to a
+	// served Conn may take: its write deadline is the earlier of the
+	// handler's own (SetWriteDeadline, SetDeadline) and the message's start
+	// plus WriteTimeout. A handler's earlier deadline is never pushed back,
+	// and its later one never extends a message past WriteTimeout. A peer
+	// that does not read gets a timeout (see ErrPending) instead of a handler
+	// blocked forever. Messages written concurrently are then sent one at a
+	// time, each under its own deadline, rather than coalesced.
 	WriteTimeout time.Duration
 
 	// Logger receives accept errors and handler panics. Nil means
@@ -90,13 +94,18 @@ type Server struct {
 	inShutdown    atomic.Bool
 	listenerGroup sync.WaitGroup // Serve calls running
 
-	// mu guards the fields below.
-	mu        sync.Mutex
+	// mu guards the fields below. A servedConn's own mu may be taken while
+	// it is held, never the other way round.
+	mu sync.Mutex
+	// listeners holds pointers to the listeners of the running Serve calls,
+	// as net/http's Server does, in case a net.Listener is not comparable:
+	// each Serve call adds and removes the pointer to its own variable, so
+	// no two callers' listeners are ever compared.
 	listeners map[*net.Listener]struct{}
-	conns     map[*Conn]context.CancelFunc // served conns and their contexts' cancel
-	idle      chan struct{}                // closed when conns empties during Shutdown
-	done      chan struct{}                // closed when Shutdown or Close begins
-	slots     chan struct{}                // MaxConns semaphore, shared by all Serve calls
+	conns     map[*servedConn]struct{} // connections whose handlers run
+	idle      chan struct{}            // closed when conns empties during Shutdown
+	done      chan struct{}            // closed when Shutdown or Close begins
+	slots     chan struct{}            // MaxConns semaphore, shared by all Serve calls
 }
 
 // A ConnState is a state of a served connection, reported to
@@ -198,15 +207,15 @@ func (srv *Server) Serve(l net.Listener) error {
 		if !ok {
 			c = New(rw, srv.Config)
 		}
-		// Configure c before anything else can see it.
+		// Attach the Server's state to c before anything else can see it.
 		ctx, cancel := context.WithCancel(base)
-		c.serve(srv.IdleTimeout, srv.WriteTimeout, cancel)
+		sc := srv.newServedConn(c, cancel)
 		if srv.ConnContext != nil {
 			if ctx = srv.ConnContext(ctx, c); ctx == nil {
 				panic("jsonconn: Server.ConnContext returned a nil context")
 			}
 		}
-		if !srv.startConn(c, cancel) {
+		if !srv.startConn(sc) {
 			c.Close()
 			if slots != nil {
 				<-slots
@@ -216,12 +225,13 @@ func (srv *Server) Serve(l net.Listener) error {
 		if srv.ConnState != nil {
 			srv.ConnState(c, StateNew)
 		}
-		go srv.serveConn(ctx, c, slots)
+		go srv.serveConn(ctx, sc, slots)
 	}
 }
 
-// serveConn runs the handler for c and cleans up after it.
-func (srv *Server) serveConn(ctx context.Context, c *Conn, slots chan struct{}) {
+// serveConn runs the handler for sc and cleans up after it.
+func (srv *Server) serveConn(ctx context.Context, sc *servedConn, slots chan struct{}) {
+	c := sc.c
 	defer func() {
 		if p := recover(); p != nil {
 			buf := make([]byte, 64<<10)
@@ -232,7 +242,7 @@ func (srv *Server) serveConn(ctx context.Context, c *Conn, slots chan struct{}) 
 		if srv.ConnState != nil {
 			srv.ConnState(c, StateClosed)
 		}
-		srv.endConn(c)
+		srv.endConn(sc)
 		if slots != nil {
 			<-slots
 		}
@@ -257,8 +267,8 @@ func (srv *Server) Shutdown(ctx context.Context) error {
 	srv.inShutdown.Store(true)
 	srv.mu.Lock()
 	err := srv.closeDoneLocked()
-	for c := range srv.conns {
-		c.drain()
+	for sc := range srv.conns {
+		sc.drain()
 	}
 	var idle chan struct{}
 	if len(srv.conns) > 0 {
@@ -288,8 +298,8 @@ func (srv *Server) Close() error {
 	srv.inShutdown.Store(true)
 	srv.mu.Lock()
 	err := srv.closeDoneLocked()
-	for c := range srv.conns {
-		c.Close()
+	for sc := range srv.conns {
+		sc.c.Close()
 	}
 	srv.mu.Unlock()
 	srv.listenerGroup.Wait()
@@ -307,8 +317,8 @@ func (srv *Server) closeDoneLocked() error {
 	default:
 		close(srv.done)
 	}
-	for _, cancel := range srv.conns {
-		cancel()
+	for sc := range srv.conns {
+		sc.cancel()
 	}
 	var err error
 	for l := range srv.listeners {
@@ -339,8 +349,8 @@ func (srv *Server) connSlots() chan struct{} {
 	return srv.slots
 }
 
-// trackListener adds or removes l. Adding fails once the server is shutting
-// down.
+// trackListener adds or removes l, a pointer to Serve's own variable (see
+// Server.listeners). Adding fails once the server is shutting down.
 func (srv *Server) trackListener(l *net.Listener, add bool) bool {
 	srv.mu.Lock()
 	defer srv.mu.Unlock()
@@ -360,26 +370,26 @@ func (srv *Server) trackListener(l *net.Listener, add bool) bool {
 	return true
 }
 
-// startConn registers c, whose context cancel cancels, before its handler
-// starts. It fails once the server is shutting down.
-func (srv *Server) startConn(c *Conn, cancel context.CancelFunc) bool {
+// startConn registers sc before its handler starts. It fails once the
+// server is shutting down.
+func (srv *Server) startConn(sc *servedConn) bool {
 	srv.mu.Lock()
 	defer srv.mu.Unlock()
 	if srv.inShutdown.Load() {
 		return false
 	}
 	if srv.conns == nil {
-		srv.conns = make(map[*Conn]context.CancelFunc)
+		srv.conns = make(map[*servedConn]struct{})
 	}
-	srv.conns[c] = cancel
+	srv.conns[sc] = struct{}{}
 	return true
 }
 
-// endConn unregisters c once its handler has returned.
-func (srv *Server) endConn(c *Conn) {
+// endConn unregisters sc once its handler has returned.
+func (srv *Server) endConn(sc *servedConn) {
 	srv.mu.Lock()
 	defer srv.mu.Unlock()
-	delete(srv.conns, c)
+	delete(srv.conns, sc)
 	if len(srv.conns) == 0 && srv.idle != nil {
 		close(srv.idle)
 		srv.idle = nil
@@ -393,8 +403,9 @@ func (srv *Server) logger() *slog.Logger {
 	return slog.Default()
 }
 
-// onceCloseListener makes Close safe to call from both Serve and
-// Shutdown.
+// onceCloseListener wraps a net.Listener so that Close may be called from
+// both Serve (on its way out) and Shutdown or Close (to stop it), as in
+// net/http: many listeners' Close returns an error when called twice.
 type onceCloseListener struct {
 	net.Listener
 	once sync.Once
@@ -404,4 +415,226 @@ type onceCloseListener struct {
 func (l *onceCloseListener) Close() error {
 	l.once.Do(func() { l.err = l.Listener.Close() })
 	return l.err
+}
+
+// A connHook is how a Server's state for a connection reaches the Conn it
+// serves: the only field of Conn that exists for Servers, nil on any other
+// Conn, which pays a nil check at each of the points below and nothing more.
+// Its one implementation is servedConn.
+//
+// The Conn calls readBegin and readEnd under its read lock, writeBegin under
+// its write lock, and the others under no lock of its own. An implementation
+// may take its own locks there, but none of the Conn's.
+type connHook interface {
+	// readBegin is called before a read of the Conn's Reader. A non-nil
+	// error is returned by the read instead.
+	readBegin() error
+
+	// readEnd is called with the error of that read (nil for a message),
+	// already mapped as the Conn returns it. It returns the error to
+	// report, and again true to run the same read once more.
+	readEnd(err error) (_ error, again bool)
+
+	// writeBegin is called before each write of the Conn's Writer: a
+	// message, a batch, a Flush or the flush of CloseWrite.
+	writeBegin()
+
+	// coalesce reports whether concurrent writers may share one write.
+	coalesce() bool
+
+	// setDeadline replaces the Conn's SetDeadline, SetReadDeadline and
+	// SetWriteDeadline: it sets t for reading, writing or both.
+	setDeadline(t time.Time, read, write bool) error
+
+	// ended is told when the Conn is closed or breaks, with the cause: nil
+	// for Close, the peer's violation of the protocol, the I/O error that
+	// broke a side, or the reason a Server gave for closing it. It may be
+	// told more than once; the first call counts.
+	ended(cause error)
+}
+
+// A servedConn is a Server's state for one connection it serves: the
+// handler's context, the idle timer, the graceful drain and the write
+// timeout, kept out of the Conn as net/http keeps its timers and state in
+// its unexported conn and connReader rather than in the net.Conn.
+type servedConn struct {
+	srv    *Server
+	c      *Conn
+	cancel context.CancelFunc // cancels the handler's context
+	idle   *time.Timer        // nil without IdleTimeout; runs idleExpired
+	gone   atomic.Bool        // ended has run
+
+	// mu guards the fields below. It is taken under the Conn's rmu or wmu
+	// and under the Server's mu, never the other way round.
+	mu          sync.Mutex
+	reading     bool      // a read of the Reader is under way
+	draining    bool      // Shutdown began: no read waits for a new message
+	interrupted bool      // drain set a past read deadline to wake the read
+	idleAt      time.Time // when the armed idle timer expires; zero when disarmed
+	rdeadline   time.Time // the read deadline the handler set
+	wdeadline   time.Time // the write deadline the handler set
+	msgDeadline time.Time // WriteTimeout's deadline for the message being written
+}
+
+// newServedConn attaches a Server's state to c, whose handler's context
+// cancel cancels. It runs before c reaches anyone else.
+func (srv *Server) newServedConn(c *Conn, cancel context.CancelFunc) *servedConn {
+	sc := &servedConn{srv: srv, c: c, cancel: cancel}
+	if srv.IdleTimeout > 0 {
+		sc.idle = time.AfterFunc(time.Hour, sc.idleExpired)
+		sc.idle.Stop()
+	}
+	c.hook = sc
+	return sc
+}
+
+// readBegin starts the idle clock, unless an earlier read that timed out
+// left it running, and refuses to wait for a new message during a drain.
+func (sc *servedConn) readBegin() error {
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	if sc.draining && sc.c.r.wouldWait() {
+		sc.disarmIdleLocked()
+		return ErrServerClosed
+	}
+	sc.reading = true
+	if sc.idle != nil && sc.idleAt.IsZero() && !sc.gone.Load() {
+		sc.idleAt = time.Now().Add(sc.srv.IdleTimeout)
+		sc.idle.Reset(sc.srv.IdleTimeout)
+	}
+	return nil
+}
+
+// readEnd stops the idle clock once a message has arrived or the stream has
+// ended; a timeout leaves it running, so that a handler polling with short
+// deadlines does not reset it. A read that drain woke is told to go on with
+// the frame it had started, under the handler's deadline again, or, between
+// frames, returns ErrServerClosed.
+func (sc *servedConn) readEnd(err error) (error, bool) {
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	if sc.interrupted {
+		sc.interrupted = false
+		sc.c.conn.SetReadDeadline(sc.rdeadline)
+		if isTimeout(err) {
+			if !sc.c.r.wouldWait() {
+				return nil, true // the read had begun a frame: let it finish
+			}
+			err = ErrServerClosed
+		}
+	}
+	sc.reading = false
+	if err == nil || !isTimeout(err) {
+		sc.disarmIdleLocked()
+	}
+	return err, false
+}
+
+// disarmIdleLocked stops the idle clock.
+func (sc *servedConn) disarmIdleLocked() {
+	if sc.idle != nil && !sc.idleAt.IsZero() {
+		sc.idleAt = time.Time{}
+		sc.idle.Stop()
+	}
+}
+
+// idleExpired runs when the idle timer fires, and closes the Conn if a read
+// has been waiting since it was armed. The check makes a stale firing (a
+// message completed at the same moment) harmless.
+func (sc *servedConn) idleExpired() {
+	sc.mu.Lock()
+	expired := !sc.idleAt.IsZero() && !time.Now().Before(sc.idleAt)
+	sc.mu.Unlock()
+	if expired {
+		sc.c.closeNet(errIdleTimeout)
+	}
+}
+
+// errIdleTimeout is the cause a Server gives for closing a connection whose
+// read waited IdleTimeout for a whole message.
+var errIdleTimeout = errors.New("jsonconn: idle timeout")
+
+// drain makes the Conn's reads return ErrServerClosed instead of waiting for
+// a new message, and wakes a read under way with a past deadline. Messages
+// the Conn has already received are still returned, a frame under way is
+// finished, and writes are not affected: only a read under way is woken,
+// since a past read deadline would also break a TLS server's first write,
+// which runs the handshake.
+func (sc *servedConn) drain() {
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	sc.draining = true
+	if sc.reading && !sc.interrupted {
+		sc.interrupted = true
+		sc.c.conn.SetReadDeadline(aLongTimeAgo)
+	}
+}
+
+// aLongTimeAgo is a deadline in the past, which aborts pending I/O at once.
+var aLongTimeAgo = time.Unix(1, 0)
+
+// writeBegin gives the write about to start the earlier of the handler's
+// write deadline and WriteTimeout from now.
+func (sc *servedConn) writeBegin() {
+	if sc.srv.WriteTimeout <= 0 {
+		return
+	}
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	now := time.Now()
+	sc.msgDeadline = now.Add(sc.srv.WriteTimeout)
+	sc.c.conn.SetWriteDeadline(earlier(sc.wdeadline, sc.msgDeadline))
+}
+
+// coalesce lets concurrent writers share a write only without WriteTimeout,
+// whose deadline is per message.
+func (sc *servedConn) coalesce() bool { return sc.srv.WriteTimeout <= 0 }
+
+// setDeadline records the handler's deadlines and applies them: a read
+// deadline unless drain's past one is waking the read (readEnd puts the
+// handler's back), a write deadline no later than the one WriteTimeout gave
+// the message being written.
+func (sc *servedConn) setDeadline(t time.Time, read, write bool) error {
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	var err error
+	if read {
+		sc.rdeadline = t
+		if !sc.interrupted {
+			err = sc.c.conn.SetReadDeadline(t)
+		}
+	}
+	if write {
+		sc.wdeadline = t
+		d := t
+		if m := sc.msgDeadline; m.After(time.Now()) {
+			d = earlier(t, m)
+		}
+		if werr := sc.c.conn.SetWriteDeadline(d); err == nil {
+			err = werr
+		}
+	}
+	return err
+}
+
+// earlier returns the earlier of two deadlines, where the zero time means
+// none.
+func earlier(a, b time.Time) time.Time {
+	if a.IsZero() || (!b.IsZero() && b.Before(a)) {
+		return b
+	}
+	return a
+}
+
+// ended cancels the handler's context and stops the idle timer, so that a
+// closed Conn is not kept alive by it. A clean end of stream is no end: the
+// peer may have half-closed and wait for replies.
+func (sc *servedConn) ended(error) {
+	if !sc.gone.CompareAndSwap(false, true) {
+		return
+	}
+	if sc.idle != nil {
+		sc.idle.Stop()
+	}
+	sc.cancel()
 }

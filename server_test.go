@@ -578,9 +578,9 @@ type ctxKey struct{}
 func TestServerContexts(t *testing.T) {
 	t.Parallel()
 	type seen struct {
-		base, conn any
-		remote     net.Addr
-		cancelled  bool
+		base      any
+		remote    net.Addr
+		cancelled bool
 	}
 	results := make(chan seen, 1)
 	var states syncBuffer
@@ -992,5 +992,83 @@ func TestServerWriteTimeoutIsPerMessage(t *testing.T) {
 	}
 	if err := <-handlerErr; err != nil {
 		t.Fatalf("a slow but read stream timed out: %v", err)
+	}
+}
+
+// TestServerWriteTimeoutKeepsEarlierHandlerDeadline: WriteTimeout bounds
+// each message, but never pushes back an earlier deadline the handler set,
+// and a later one the handler sets never extends a message past it.
+func TestServerWriteTimeoutKeepsEarlierHandlerDeadline(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name                 string
+		writeTimeout, before time.Duration // before: the handler's deadline from now
+	}{
+		{"handler's deadline is earlier", hangTimeout * 3 / 2, 200 * time.Millisecond},
+		{"WriteTimeout is earlier", 200 * time.Millisecond, hangTimeout * 3 / 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			type result struct {
+				err  error
+				took time.Duration
+			}
+			done := make(chan result, 1)
+			srv := &jsonconn.Server{WriteTimeout: tc.writeTimeout, Handler: jsonconn.HandlerFunc(func(ctx context.Context, c *jsonconn.Conn) {
+				start := time.Now()
+				c.SetWriteDeadline(start.Add(tc.before))
+				big := strings.Repeat("w", 64<<10)
+				for i := 0; i < 10000; i++ { // far beyond any socket buffer
+					if err := c.Send(big); err != nil {
+						done <- result{err, time.Since(start)}
+						return
+					}
+				}
+				done <- result{nil, time.Since(start)}
+			})}
+			addr, _ := startServer(t, srv, "tcp")
+			dial(t, "tcp", addr) // and never read
+			select {
+			case r := <-done:
+				checkTimeout(t, r.err)
+				t.Logf("the handler's writes timed out after %v", r.took)
+			case <-time.After(hangTimeout):
+				t.Fatal("the earlier of the two deadlines did not end the blocked write")
+			}
+		})
+	}
+}
+
+// TestServerShutdownKeepsEndOfStream: a read during Shutdown still reports
+// what the stream already said (here, the peer's clean end) rather than
+// ErrServerClosed, as it would for a Conn that no Server drains.
+func TestServerShutdownKeepsEndOfStream(t *testing.T) {
+	t.Parallel()
+	sawEOF := make(chan error, 1)
+	got := make(chan error, 1)
+	srv := &jsonconn.Server{Handler: jsonconn.HandlerFunc(func(ctx context.Context, c *jsonconn.Conn) {
+		_, err := c.ReadMessage()
+		sawEOF <- err
+		if err != io.EOF {
+			return
+		}
+		<-ctx.Done() // Shutdown
+		_, err = c.ReadMessage()
+		got <- err
+	})}
+	addr, _ := startServer(t, srv, "tcp")
+	c := dial(t, "tcp", addr)
+	if err := c.CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	if err := await(t, sawEOF); err != io.EOF {
+		t.Fatalf("first read = %v, want io.EOF", err)
+	}
+	shutdown := async(func() error { return srv.Shutdown(context.Background()) })
+	if err := await(t, got); err != io.EOF {
+		t.Fatalf("read during Shutdown after the peer's end = %v, want io.EOF", err)
+	}
+	if err := await(t, shutdown); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -1,15 +1,120 @@
 package jsonconn
 
 import (
-	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"io"
-	"reflect"
+	"net"
 	"slices"
-	"sync"
 )
+
+// The read side: Conn's reading methods, then the Reader that decodes
+// frames for them.
+
+// Read reads payload bytes. It never returns bytes of two messages in one
+// call; a message longer than p continues on the next call. See
+// Reader.Read and Reader.ReadMessage for the errors; a protocol violation by
+// the peer also closes the wrapped conn.
+//
+// A message that has already been received in full is returned even if the
+// read deadline has passed, as crypto/tls does; the deadline governs waiting
+// for the network.
+func (c *Conn) Read(p []byte) (n int, err error) {
+	err = c.read(func() (err error) {
+		n, err = c.r.Read(p)
+		return err
+	})
+	return n, err
+}
+
+// ReadMessage reads the next message and returns its payload in a new slice
+// owned by the caller. See Reader.ReadMessage.
+func (c *Conn) ReadMessage() (m []byte, err error) {
+	err = c.read(func() (err error) {
+		m, err = c.r.ReadMessage()
+		return err
+	})
+	return m, err
+}
+
+// AppendMessage reads the next message and appends its payload to dst. See
+// Reader.AppendMessage.
+func (c *Conn) AppendMessage(dst []byte) ([]byte, error) {
+	err := c.read(func() (err error) {
+		dst, err = c.r.AppendMessage(dst)
+		return err
+	})
+	return dst, err
+}
+
+// Receive reads the next message and decodes it into v. See Reader.Receive.
+// Decoding happens under the read lock, so that a payload found invalid ends
+// the stream before any later message is handed out; concurrent Receive calls
+// therefore decode one at a time.
+func (c *Conn) Receive(v any) error {
+	return c.read(func() error { return c.r.Receive(v) })
+}
+
+// read runs f, one of c.r's reading methods, under the read lock, and maps
+// its error to what the Conn returns. A peer that broke the protocol is cut
+// off here.
+func (c *Conn) read(f func() error) error {
+	if c.closed.Load() {
+		return c.opError("read", net.ErrClosed)
+	}
+	err := c.readWithLock(f)
+	if isViolation(err) {
+		// Outside the lock, since closing a TLS conn may wait to send an
+		// alert.
+		c.closeNet(err)
+	}
+	return err
+}
+
+// readWithLock runs f under the read lock, which a panic in f (a
+// destination's UnmarshalJSON, Config.Unmarshal) releases too. A served
+// Conn's hook is told before and after, and may have f run again.
+func (c *Conn) readWithLock(f func() error) error {
+	c.rmu.Lock()
+	defer c.rmu.Unlock()
+	if c.closed.Load() { // Close returned while this call waited for the lock
+		return c.opError("read", net.ErrClosed)
+	}
+	h := c.hook
+	if h == nil {
+		return c.readError(f())
+	}
+	if err := h.readBegin(); err != nil {
+		return err
+	}
+	for {
+		err, again := h.readEnd(c.readError(f()))
+		if !again {
+			return err
+		}
+	}
+}
+
+// readError maps an error from the Reader to what Read and friends return:
+// net.ErrClosed once the wrapped conn is closed, unless the peer's protocol
+// violation closed it; the error as it is otherwise. A Conn that broke is
+// reported to its hook.
+func (c *Conn) readError(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case c.closed.Load():
+		return c.opError("read", net.ErrClosed)
+	case isViolation(err):
+		// read closes the wrapped conn once the lock is released.
+	case c.netClosed.Load():
+		return c.opError("read", net.ErrClosed) // closed by a Server's timeout
+	case err != io.EOF && !isTimeout(err):
+		c.broke(err) // io.EOF is a half-close: the Conn can still write
+	}
+	return err
+}
 
 // A Reader decodes frames from an io.Reader: a pipe, standard input, a file
 // or a connection that is not a net.Conn.
@@ -17,8 +122,8 @@ import (
 // A Reader is not safe for concurrent use; Conn adds the locking for
 // connections. It reads from its source only when a method asks for the next
 // message, into at most one buffer, large enough for the current frame, and
-// holds none while nothing is buffered (see the buffering policy in
-// backpressure.go).
+// holds none while nothing is buffered: see "Memory and flow control" in the
+// package documentation.
 //
 // Errors from the source and protocol violations end the stream: after one,
 // every reading method returns the same error. The exceptions are timeouts
@@ -26,7 +131,14 @@ import (
 // reports true), which lose nothing: the bytes received so far stay buffered
 // and the next call continues the frame where it stopped; and errors that
 // Receive gets from json.Unmarshal for a valid payload that does not fit the
-// destination, which consume that message and leave the stream in sync.
+// destination, which consume that message and leave the stream in sync. A
+// source whose Read returns a count below 0 or above len(p) ends the stream
+// with an error, as does one that returns no bytes and no error 100 times
+// in a row (io.ErrNoProgress).
+//
+// A Reader over a socket that keeps message boundaries (UDP, or a Unix
+// datagram or seqpacket socket) cannot find frames in it: every reading
+// method returns an error matching errors.ErrUnsupported.
 type Reader struct {
 	src       io.Reader
 	max       int
@@ -38,8 +150,6 @@ type Reader struct {
 	sock *sockSource    // src as a socket read directly; nil for other sources
 	pad  *[padSize]byte // where a read from another source lands while nothing is buffered
 
-	waiter waiter // told when a read blocks for a frame's first byte; may be nil
-
 	msg  []byte // rest of the message being returned through Read, in *bufp
 	rerr error  // error the source returned along with bytes still to be consumed
 	err  error  // sticky error that ended the stream
@@ -49,19 +159,27 @@ type Reader struct {
 // defaults.
 func NewReader(r io.Reader, cfg *Config) *Reader {
 	rd := new(Reader)
-	rd.init(r, cfg)
+	rd.init(r, cfg, socketKind(r))
 	return rd
 }
 
-func (r *Reader) init(src io.Reader, cfg *Config) {
+// init sets up r to read src, of the given kind, as configured by cfg.
+func (r *Reader) init(src io.Reader, cfg *Config, kind sockKind) {
 	r.src = src
-	if r.sock = newSockSource(src); r.sock == nil {
-		r.pad = new([padSize]byte)
-	}
 	r.max = cfg.maxFrameSize()
 	r.validate = cfg == nil || !cfg.DisableValidation
 	if cfg != nil {
 		r.unmarshal = cfg.Unmarshal
+	}
+	switch kind {
+	case streamSocket:
+		r.sock = newSockSource(src)
+	case messageSocket:
+		r.err = errMessageSocket(src)
+		return
+	}
+	if r.sock == nil {
+		r.pad = new([padSize]byte)
 	}
 }
 
@@ -140,30 +258,14 @@ func (r *Reader) appendLarge(dst []byte) (_ []byte, done bool, err error) {
 	p := dst[start:]
 	k := copy(p, (*r.bufp)[r.r+headerLen:r.w])
 	r.drop()
-	for empty := 0; k < len(p); {
-		var m int
-		m, err = r.src.Read(p[k:])
-		k += m
-		if err != nil {
-			break
-		}
-		if m == 0 {
-			if empty++; empty >= maxEmptyReads {
-				err = io.ErrNoProgress
-				break
-			}
-		}
-	}
-	if k < len(p) {
+	m, err := r.readAtLeast(p[k:], len(p)-k)
+	if k += m; k < len(p) {
 		// Back to the state fill would have left: header and the
 		// payload so far, in a buffer of the frame's size.
 		r.bufp = getBuf(headerLen + int(n))
 		binary.BigEndian.PutUint32(*r.bufp, n)
 		r.w = headerLen + copy((*r.bufp)[headerLen:], p[:k])
 		return dst[:start], true, r.fail(err)
-	}
-	if err != nil && !isTimeout(err) {
-		r.rerr = err // for the next read, as fill keeps it
 	}
 	if r.validate && !valid(p) {
 		r.err = invalidJSON(p)
@@ -253,76 +355,6 @@ func (r *Reader) Receive(v any) error {
 	return err
 }
 
-// maxPooledDecode is the largest payload unmarshalStd decodes with a pooled
-// json.Decoder. A Decoder keeps a buffer as large as the largest payload it
-// has read, which the pool would hold on to; and for larger payloads the
-// allocations a Decoder saves are a small part of the cost.
-const maxPooledDecode = 16 << 10
-
-// A stdDecoder is a json.Decoder reading from a payload. Between uses it is
-// clean: it has consumed every byte it was given, so the offsets in its
-// errors count from the start of the next payload, as json.Unmarshal's do.
-type stdDecoder struct {
-	src bytes.Reader
-	dec *json.Decoder
-}
-
-var stdDecoders = sync.Pool{New: func() any {
-	d := new(stdDecoder)
-	d.dec = json.NewDecoder(&d.src)
-	return d
-}}
-
-// unmarshalStd is json.Unmarshal(p, v) for a Receive without a Config
-// codec. A small payload is decoded with a pooled json.Decoder, which like
-// json.Unmarshal scans it once for syntax and then decodes it, but reuses
-// its decoding state: on a small message that saves four allocations and
-// about a tenth of the decoding time (BenchmarkObjects). Where the Decoder
-// and json.Unmarshal could differ, on a payload that is not exactly one
-// valid value, the result is json.Unmarshal's.
-func unmarshalStd(p []byte, v any) error {
-	// Trailing whitespace (json.Encoder ends each value with a newline) is
-	// cut, so that the Decoder consumes the whole of what it is given and
-	// can go back to the pool. Leading whitespace is left to json.Unmarshal:
-	// a Decoder's error offsets would count from the value, not the payload,
-	// under GOEXPERIMENT=jsonv2.
-	q := bytes.TrimRight(p, " \t\r\n")
-	if len(q) == 0 || len(q) > maxPooledDecode || isSpace(q[0]) {
-		return json.Unmarshal(p, v)
-	}
-	d := stdDecoders.Get().(*stdDecoder)
-	d.src.Reset(q)
-	start := d.dec.InputOffset()
-	err := d.dec.Decode(v)
-	end := d.dec.InputOffset() - start // where the value ended in q
-	d.src.Reset(nil)
-	if err == nil && end == int64(len(q)) {
-		stdDecoders.Put(d) // clean: it consumed all it was given
-		return nil
-	}
-	// The Decoder is dropped: after a syntax error it is dead, and after
-	// a value followed by more bytes it holds them.
-	if err != nil && valid(p) {
-		// A type mismatch or an UnmarshalJSON error: the same as
-		// json.Unmarshal's, offsets included.
-		return err
-	}
-	// Not valid JSON: json.Unmarshal says so, and where. Only when a valid
-	// value is followed by more bytes has v been written to, as
-	// json.Unmarshal, which checks the whole payload first, would not.
-	return json.Unmarshal(p, v)
-}
-
-// checkUnmarshalTarget refuses a destination json.Unmarshal would refuse only
-// after parsing, so that a caller's mistake does not consume a message.
-func checkUnmarshalTarget(v any) error {
-	rv := reflect.ValueOf(v)
-	if rv.Kind() != reflect.Pointer || rv.IsNil() {
-		return &json.InvalidUnmarshalError{Type: reflect.TypeOf(v)}
-	}
-	return nil
-}
-
 // next returns the payload of the next message, or the unread rest of the
 // message that Read is returning. The payload aliases the Reader's buffer: it
 // stays valid until the caller calls consumed, which it must do once done.
@@ -360,18 +392,17 @@ func (r *Reader) next(validate bool) ([]byte, error) {
 	return p, nil
 }
 
-// A waiter is told when a Reader blocks waiting for the first byte of a frame
-// with nothing buffered: the one moment a Server may interrupt it without
-// losing anything. Conn implements it.
-type waiter interface {
-	beginWait() bool // false: do not wait, end the stream with ErrServerClosed
-	endWait()
-}
-
 // atBoundary reports whether the Reader stands between two frames, holding
 // no part of one.
 func (r *Reader) atBoundary() bool {
 	return r.r == r.w && len(r.msg) == 0
+}
+
+// wouldWait reports whether the next read would have to wait for the first
+// byte of a new frame: the Reader holds no part of one and has no error to
+// report first.
+func (r *Reader) wouldWait() bool {
+	return r.atBoundary() && r.err == nil && r.rerr == nil
 }
 
 // consumed tells the Reader that the payload returned by next is no longer in
@@ -390,78 +421,134 @@ func (r *Reader) drop() {
 	r.bufp, r.r, r.w, r.msg = nil, 0, 0, nil
 }
 
-// maxEmptyReads bounds the calls to a source that returns no data and no
-// error, as in bufio.
-const maxEmptyReads = 100
-
-// fill reads until at least need bytes are buffered. Only here does a Reader
-// read from its source, and never into more than one buffer: the buffer grows
-// only to hold the frame being read.
+// fill reads until at least need bytes are buffered. Only here (and in
+// appendLarge's read into place) does a Reader read from its source, and
+// never into more than one buffer: the buffer grows only to hold the frame
+// being read.
 func (r *Reader) fill(need int) error {
-	empty := 0
-	for r.w-r.r < need {
+	if r.w-r.r >= need {
+		return nil
+	}
+	if r.bufp == nil {
+		if err := r.await(need); err != nil {
+			return err
+		}
+		if r.w >= need {
+			return nil
+		}
+	}
+	r.reserve(need)
+	n, err := r.readAtLeast((*r.bufp)[r.w:], need-(r.w-r.r))
+	r.w += n
+	return err
+}
+
+// await waits for the first bytes of a frame while the Reader holds nothing,
+// and takes a buffer for need bytes or more once some have arrived, so that a
+// Reader blocked on a quiet peer holds no buffer. A socket is read straight
+// into a buffer taken for each read attempt (sockSource); anything else is
+// read into the Reader's pad first.
+func (r *Reader) await(need int) error {
+	size := firstBufSize(need)
+	for empty := 0; ; {
 		if err := r.rerr; err != nil {
 			r.rerr = nil
 			return err
 		}
 		var n int
 		var err error
-		if r.bufp == nil {
-			// Nothing is buffered: hold no buffer while waiting, so
-			// that a Reader blocked on a quiet peer holds none. A
-			// socket is read straight into a buffer taken for each read
-			// attempt (sockread_unix.go); anything else is read into the
-			// Reader's pad first.
-			if r.waiter != nil && !r.waiter.beginWait() {
-				return ErrServerClosed
-			}
-			size := max(need, readBufferSize+headerLen)
-			if r.sock != nil {
-				r.bufp, n, err = r.sock.read(size)
-				r.w = n
-			} else if n, err = r.src.Read(r.pad[:]); n > 0 {
-				r.bufp = getBuf(size)
-				r.w = copy(*r.bufp, r.pad[:n])
-			}
-			if r.waiter != nil {
-				r.waiter.endWait()
-			}
+		if r.sock != nil {
+			r.bufp, n, err = r.sock.read(size)
 		} else {
-			if buf := *r.bufp; len(buf)-r.r < need {
-				// Make room: move what is buffered to the front, into a
-				// larger buffer if the frame needs one.
-				if need > len(buf) {
-					nb := getBuf(need)
-					copy(*nb, buf[r.r:r.w])
-					putBuf(r.bufp)
-					r.bufp = nb
-				} else {
-					copy(buf, buf[r.r:r.w])
-				}
-				r.w -= r.r
-				r.r = 0
+			if n, err = r.src.Read(r.pad[:]); n < 0 || n > len(r.pad) {
+				return errInvalidRead
 			}
-			n, err = r.src.Read((*r.bufp)[r.w:])
-			r.w += n
+			if n > 0 {
+				r.bufp = getBuf(size)
+				copy(*r.bufp, r.pad[:n])
+			}
 		}
-		if err != nil {
-			if r.w-r.r < need {
-				return err
-			}
-			// The frame is complete. A timeout can wait for the next read
-			// that needs the network; any other error is kept for it.
-			if !isTimeout(err) {
-				r.rerr = err
-			}
+		r.w = n
+		switch {
+		case n > 0:
+			r.keep(err)
 			return nil
+		case err != nil:
+			return err
 		}
-		if n == 0 {
+		if empty++; empty >= maxEmptyReads {
+			return io.ErrNoProgress
+		}
+	}
+}
+
+// reserve makes room in the buffer for need bytes from r.r on: it moves
+// what is buffered to the front, into a larger buffer if the frame needs
+// one.
+func (r *Reader) reserve(need int) {
+	buf := *r.bufp
+	if len(buf)-r.r >= need {
+		return
+	}
+	if need > len(buf) {
+		nb := getBuf(need)
+		copy(*nb, buf[r.r:r.w])
+		putBuf(r.bufp)
+		r.bufp = nb
+	} else {
+		copy(buf, buf[r.r:r.w])
+	}
+	r.w -= r.r
+	r.r = 0
+}
+
+// maxEmptyReads bounds the calls to a source that returns no data and no
+// error, as in bufio.
+const maxEmptyReads = 100
+
+// errInvalidRead ends the stream of a source whose Read returned a count
+// below 0 or above the length of the buffer it was given.
+var errInvalidRead = errors.New("jsonconn: source returned an invalid count from Read")
+
+// readAtLeast reads from the source into p until at least min bytes have
+// arrived, and returns how many did. It returns an error only if fewer than
+// min arrived: an error that comes with the last bytes needed is kept for the
+// next read (see keep).
+func (r *Reader) readAtLeast(p []byte, min int) (int, error) {
+	n := 0
+	for empty := 0; n < min; {
+		if err := r.rerr; err != nil {
+			r.rerr = nil
+			return n, err
+		}
+		m, err := r.src.Read(p[n:])
+		if m < 0 || m > len(p)-n {
+			return n, errInvalidRead
+		}
+		n += m
+		if err != nil {
+			if n < min {
+				return n, err
+			}
+			r.keep(err)
+			return n, nil
+		}
+		if m == 0 {
 			if empty++; empty >= maxEmptyReads {
-				return io.ErrNoProgress
+				return n, io.ErrNoProgress
 			}
 		}
 	}
-	return nil
+	return n, nil
+}
+
+// keep holds on to err, which the source returned along with bytes, for the
+// next read that needs the source, so that the bytes are delivered first. A
+// timeout is not kept: that next read meets the deadline again by itself.
+func (r *Reader) keep(err error) {
+	if err != nil && !isTimeout(err) {
+		r.rerr = err
+	}
 }
 
 // fail classifies an error from fill. A timeout keeps every byte received so

@@ -9,15 +9,16 @@ import (
 	"syscall"
 )
 
-// A sockSource reads a TCP or Unix stream socket for a Reader with nothing
-// buffered. It reads into a pooled buffer without blocking, and if nothing
-// has arrived gives the buffer back and waits for the socket to become
-// readable through the runtime's network poller, as (*net.TCPConn).Read
-// does: one read system call brings in every byte that has arrived, up to
-// the buffer's size, and a Reader blocked on a quiet peer holds no buffer.
-// Other sources read into the Reader's 512-byte pad instead, which costs a
-// second read system call whenever more than the pad holds is waiting (a
-// 4 KiB message after a drain, for one).
+// A sockSource reads a stream socket (see socketKind) for a Reader with
+// nothing buffered. It reads into a pooled buffer without blocking, and if
+// nothing has arrived gives the buffer back and waits for the socket to
+// become readable through the runtime's network poller, as
+// (*net.TCPConn).Read does: one read system call brings in every byte that
+// has arrived, up to the buffer's size, and a Reader blocked on a quiet peer
+// holds no buffer.
+// Other sources read into the Reader's pad instead (padSize bytes), which
+// costs a second read system call whenever more than the pad holds is
+// waiting (a 4 KiB message after a drain, for one).
 //
 // Reads go through syscall.RawConn, so the conn's deadlines, Close and the
 // poller behave as they do for its own Read, and its read lock keeps them
@@ -43,20 +44,31 @@ type sockSource struct {
 	err  error
 }
 
-// newSockSource returns a sockSource for src if it is a *net.TCPConn or a
-// stream *net.UnixConn, and nil otherwise. Only these exact types qualify: a
-// type that embeds one may change what Read returns.
+// unixStream reports whether c is a stream socket (SOCK_STREAM), as opposed
+// to a datagram or seqpacket one.
+func unixStream(c *net.UnixConn) bool {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return true // closed or not a real socket: its Read reports that
+	}
+	typ := syscall.SOCK_STREAM
+	rc.Control(func(fd uintptr) {
+		if t, err := syscall.GetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_TYPE); err == nil {
+			typ = t
+		}
+	})
+	return typ == syscall.SOCK_STREAM
+}
+
+// newSockSource returns a sockSource for src, which socketKind found to be a
+// stream socket, or nil if its descriptor cannot be had (a closed conn,
+// whose Read then reports that).
 func newSockSource(src io.Reader) *sockSource {
-	var c interface {
+	c, ok := src.(interface {
 		net.Conn
 		SyscallConn() (syscall.RawConn, error)
-	}
-	switch s := src.(type) {
-	case *net.TCPConn:
-		c = s
-	case *net.UnixConn:
-		c = s
-	default:
+	})
+	if !ok {
 		return nil
 	}
 	rc, err := c.SyscallConn()
@@ -65,18 +77,7 @@ func newSockSource(src io.Reader) *sockSource {
 	}
 	network := "tcp"
 	if _, ok := src.(*net.UnixConn); ok {
-		// A TCP conn is always a stream; a Unix one may be a datagram or
-		// seqpacket socket, whose reads keep record boundaries: a read
-		// shorter than the record loses its rest, so read those through
-		// the conn's Read, as any other source.
 		network = "unix"
-		stream := false
-		if err := rc.Control(func(fd uintptr) {
-			typ, err := syscall.GetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_TYPE)
-			stream = err == nil && typ == syscall.SOCK_STREAM
-		}); err != nil || !stream {
-			return nil
-		}
 	}
 	s := &sockSource{rc: rc, network: network, laddr: c.LocalAddr(), raddr: c.RemoteAddr()}
 	s.tryRead = s.tryReadFd

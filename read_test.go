@@ -458,3 +458,62 @@ func TestReaderReceiveUnmarshalerSyntaxErrorIsNotThePeers(t *testing.T) {
 		t.Errorf("decoded (-want +got):\n%s", diff)
 	}
 }
+
+// badCountReader serves src through Reads that report count in place of the
+// real one once after bytes of src have gone.
+type badCountReader struct {
+	src   io.Reader
+	after int // good bytes before the bad count
+	count func(p []byte) int
+}
+
+func (b *badCountReader) Read(p []byte) (int, error) {
+	if b.after <= 0 {
+		return b.count(p), nil
+	}
+	n, err := b.src.Read(p[:min(len(p), b.after)])
+	b.after -= n
+	return n, err
+}
+
+// TestReaderRefusesInvalidCounts: a source whose Read reports a count below
+// 0 or above len(p) ends the stream with an error, as bufio guards against
+// the same, wherever in a frame it happens; it never panics or reads out of
+// bounds.
+func TestReaderRefusesInvalidCounts(t *testing.T) {
+	t.Parallel()
+	big := `"` + strings.Repeat("b", 20<<10) + `"` // read into place by AppendMessage
+	for _, count := range []struct {
+		name string
+		f    func(p []byte) int
+	}{
+		{"negative", func([]byte) int { return -1 }},
+		{"beyond p", func(p []byte) int { return len(p) + 1 }},
+	} {
+		for _, at := range []struct {
+			name  string
+			after int
+		}{
+			{"first read", 0},
+			{"mid-header", 2},
+			{"mid-body", 6 + 100},
+		} {
+			for _, read := range []string{"ReadMessage", "AppendMessage"} {
+				r := jsonconn.NewReader(&badCountReader{src: bytes.NewReader(frame(big)), after: at.after, count: count.f}, nil)
+				var err error
+				if read == "ReadMessage" {
+					_, err = r.ReadMessage()
+				} else {
+					_, err = r.AppendMessage(nil)
+				}
+				if err == nil || !strings.Contains(err.Error(), "invalid count") {
+					t.Errorf("%s count, %s, %s: got %v, want the invalid-count error", count.name, at.name, read, err)
+					continue
+				}
+				if _, again := r.ReadMessage(); again != err {
+					t.Errorf("%s count, %s, %s: the next read got %v, want the same error again", count.name, at.name, read, again)
+				}
+			}
+		}
+	}
+}

@@ -35,33 +35,46 @@ func TestConnReadsSocketsDirectly(t *testing.T) {
 	unixA, _ := closed(unixPair(t))
 	pipeA, _ := closed(net.Pipe())
 	tlsA, _ := closed(tlsPair(t))
+	// How a Conn reads: straight from the socket, into a pad first, or not
+	// at all (a socket that keeps message boundaries).
+	const (
+		direct = "direct"
+		pad    = "pad"
+		none   = "refused"
+	)
 	type sockCase struct {
 		name string
 		conn net.Conn
-		want bool
+		want string
 	}
 	cases := []sockCase{
-		{"tcp", tcpA, true},
-		{"unix", unixA, true},
-		{"pipe", pipeA, false},
-		{"tls", tlsA, false},
-		{"unixgram", unixgramConn(t), false},
-		{"embedded tcp", embeddedTCP{tcpB.(*net.TCPConn)}, false},
+		{"tcp", tcpA, direct},
+		{"unix", unixA, direct},
+		{"pipe", pipeA, pad},
+		{"tls", tlsA, pad},
+		{"unixgram", unixgramConn(t), none},
+		{"embedded tcp", embeddedTCP{tcpB.(*net.TCPConn)}, pad},
 	}
 	switch runtime.GOOS {
 	case "aix", "android", "darwin", "ios":
 		// No SOCK_SEQPACKET in the Unix domain (as in net's own tests).
 	default:
 		packetA, _ := closed(unixNetPair(t, "unixpacket"))
-		cases = append(cases, sockCase{"unixpacket", packetA, false})
+		cases = append(cases, sockCase{"unixpacket", packetA, none})
 	}
 	for _, tc := range cases {
 		c := jsonconn.New(tc.conn, nil)
-		if got := c.ReadsSocket(); got != tc.want {
-			t.Errorf("%s: Conn reads the socket directly: %v, want %v", tc.name, got, tc.want)
+		got := none
+		switch {
+		case c.ReadsSocket() && c.HasReadPad():
+			got = "both"
+		case c.ReadsSocket():
+			got = direct
+		case c.HasReadPad():
+			got = pad
 		}
-		if pad := c.HasReadPad(); pad == tc.want {
-			t.Errorf("%s: Conn has a read pad: %v, want %v", tc.name, pad, !tc.want)
+		if got != tc.want {
+			t.Errorf("%s: the Conn reads %s, want %s", tc.name, got, tc.want)
 		}
 	}
 }
@@ -337,4 +350,100 @@ func TestConnSocketReadDoesNotAllocate(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestConnOverMessageSocketRefusesEveryCall: a socket that keeps message
+// boundaries cannot carry frames, so every read and write of a Conn, Reader
+// or Writer over one fails with errors.ErrUnsupported and sends nothing,
+// while Close works as for any Conn.
+func TestConnOverMessageSocketRefusesEveryCall(t *testing.T) {
+	t.Parallel()
+	pairs := map[string]func(t *testing.T) (c, peer net.Conn){
+		"udp": func(t *testing.T) (net.Conn, net.Conn) {
+			peer, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			c, err := net.DialUDP("udp", nil, peer.LocalAddr().(*net.UDPAddr))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return c, peer
+		},
+		"unixgram": func(t *testing.T) (net.Conn, net.Conn) {
+			return socketpair(t, syscall.SOCK_DGRAM)
+		},
+	}
+	switch runtime.GOOS {
+	case "aix", "android", "darwin", "ios":
+	default:
+		pairs["unixpacket"] = func(t *testing.T) (net.Conn, net.Conn) {
+			return socketpair(t, syscall.SOCK_SEQPACKET)
+		}
+	}
+	for name, pair := range pairs {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			raw, peer := pair(t)
+			defer raw.Close()
+			defer peer.Close()
+			raw.SetDeadline(time.Now().Add(hangTimeout)) // a read that waited would hang
+			c := jsonconn.New(raw, nil)
+			calls := map[string]func() error{
+				"Write":         func() error { _, err := c.Write([]byte(`1`)); return err },
+				"Send":          func() error { return c.Send(1) },
+				"WriteBatch":    func() error { _, err := c.WriteBatch([][]byte{[]byte(`1`), []byte(`2`)}); return err },
+				"Flush":         func() error { return c.Flush() },
+				"Read":          func() error { _, err := c.Read(make([]byte, 8)); return err },
+				"ReadMessage":   func() error { _, err := c.ReadMessage(); return err },
+				"AppendMessage": func() error { _, err := c.AppendMessage(nil); return err },
+				"Receive":       func() error { var v any; return c.Receive(&v) },
+				"Reader":        func() error { _, err := jsonconn.NewReader(raw, nil).ReadMessage(); return err },
+				"Writer":        func() error { _, err := jsonconn.NewWriter(raw, nil).Write([]byte(`1`)); return err },
+			}
+			for call, f := range calls {
+				if err := f(); !errors.Is(err, errors.ErrUnsupported) || !strings.Contains(err.Error(), "byte stream") {
+					t.Errorf("%s = %v, want an error matching errors.ErrUnsupported that says why", call, err)
+				}
+			}
+			// Nothing went out: the first datagram the peer gets is this
+			// marker.
+			if _, err := raw.Write([]byte("marker")); err != nil {
+				t.Fatal(err)
+			}
+			peer.SetReadDeadline(time.Now().Add(hangTimeout))
+			buf := make([]byte, 64)
+			if n, err := peer.Read(buf); err != nil || string(buf[:n]) != "marker" {
+				t.Fatalf("the peer received %q, %v; want only the marker", buf[:n], err)
+			}
+			if err := c.Close(); err != nil {
+				t.Fatalf("Close = %v", err)
+			}
+			if _, err := c.Write([]byte(`1`)); !errors.Is(err, net.ErrClosed) {
+				t.Fatalf("Write after Close = %v, want net.ErrClosed", err)
+			}
+		})
+	}
+}
+
+// socketpair returns both ends of a connected pair of Unix sockets of type
+// typ, closed when the test ends.
+func socketpair(t *testing.T, typ int) (net.Conn, net.Conn) {
+	t.Helper()
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, typ, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conns := make([]net.Conn, 2)
+	for i, fd := range fds {
+		f := os.NewFile(uintptr(fd), "socketpair")
+		c, err := net.FileConn(f)
+		f.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		conns[i] = c
+	}
+	return conns[0], conns[1]
 }

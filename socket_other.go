@@ -1,0 +1,28 @@
+//go:build !unix
+
+package jsonconn
+
+import (
+	"io"
+	"net"
+)
+
+// sockSource reads sockets directly on Unix systems only; elsewhere every
+// source reads into the Reader's pad.
+type sockSource struct{}
+
+func newSockSource(io.Reader) *sockSource { return nil }
+
+func (*sockSource) read(int) (*[]byte, int, error) { panic("unreachable") }
+
+// unixStream reports whether c carries a byte stream. Without Unix's
+// getsockopt, the network of its addresses tells: "unix" for a stream,
+// "unixgram" or "unixpacket" otherwise. (Windows has stream sockets only.)
+func unixStream(c *net.UnixConn) bool {
+	for _, a := range []net.Addr{c.LocalAddr(), c.RemoteAddr()} {
+		if ua, ok := a.(*net.UnixAddr); ok && ua != nil {
+			return ua.Net == "unix"
+		}
+	}
+	return true
+}

@@ -1,0 +1,636 @@
+package jsonconn
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+)
+
+// The write side: Conn's writing methods and the coalescing of concurrent
+// writers, then the Writer that encodes frames for them.
+
+// Write sends p as exactly one message. It returns len(p) or 0, never a part;
+// see the Conn documentation for timeouts and Writer.Write for the rest.
+// The checks of p run before the write lock is taken.
+func (c *Conn) Write(p []byte) (int, error) {
+	if err := c.w.check(p); err != nil {
+		return 0, err
+	}
+	return c.writeMessage(p)
+}
+
+// Send encodes v as compact JSON and sends it as one message. Encoding
+// happens before the write lock is taken. An error matching ErrPending means v
+// was committed; any other error means it was not sent. See Writer.Send.
+func (c *Conn) Send(v any) error {
+	e, p, err := c.w.encode(v)
+	if err != nil {
+		return err
+	}
+	defer e.free()
+	_, err = c.writeMessage(p)
+	return err
+}
+
+// WriteBatch sends each element of msgs as one message, in order, as
+// Writer.WriteBatch does, and returns how many messages were committed. The
+// checks run before the write lock is taken, and the batch is never
+// interleaved with another goroutine's frames. A Server's WriteTimeout
+// applies to the batch as a whole.
+func (c *Conn) WriteBatch(msgs [][]byte) (int, error) {
+	if err := c.w.checkBatch(msgs); err != nil {
+		return 0, err
+	}
+	return c.write(func() (int, error) { return c.w.writeFrames(msgs) })
+}
+
+// Flush sends the rest of a frame that a write timeout left pending, if any,
+// under the current write deadline. Writes do this by themselves; Flush is for
+// a caller that has nothing more to send, before CloseWrite or Close.
+func (c *Conn) Flush() error {
+	_, err := c.write(c.flush)
+	return err
+}
+
+// flush is Writer.Flush in the shape of a write, for writeLocked.
+func (c *Conn) flush() (int, error) { return 0, c.w.Flush() }
+
+// Pending reports how many bytes of a committed frame wait to be sent. It
+// takes the write lock, so it waits for a write in progress.
+func (c *Conn) Pending() int {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	return c.w.Pending()
+}
+
+// CloseWrite flushes any pending frame rest, as Flush does, and then shuts
+// down the writing side of the wrapped conn, which must have a CloseWrite
+// method, as *net.TCPConn, *net.UnixConn and *tls.Conn do. The peer then
+// reads io.EOF after the last message; this Conn can still read. It returns
+// an error matching errors.ErrUnsupported if the wrapped conn cannot
+// half-close.
+func (c *Conn) CloseWrite() error {
+	cw, ok := c.conn.(interface{ CloseWrite() error })
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.closed.Load() {
+		return c.opError("close", net.ErrClosed)
+	}
+	if !ok {
+		return fmt.Errorf("jsonconn: CloseWrite on %T: %w", c.conn, errors.ErrUnsupported)
+	}
+	if _, err := c.writeLocked(c.flush); err != nil {
+		return c.writeError(err)
+	}
+	return c.writeError(cw.CloseWrite())
+}
+
+// write runs f, one of c.w's writing methods, under the write lock, and maps
+// its error to what the Conn returns.
+func (c *Conn) write(f func() (int, error)) (int, error) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	n, err := c.writeLocked(f)
+	return n, c.writeError(err)
+}
+
+// writeLocked runs f, a write of c.w, unless c is closed; a served Conn's
+// hook is told first (it sets the write deadline). It returns f's error
+// unchanged: the caller passes it through writeError.
+func (c *Conn) writeLocked(f func() (int, error)) (int, error) {
+	if c.closed.Load() {
+		return 0, c.opError("write", net.ErrClosed)
+	}
+	if c.hook != nil {
+		c.hook.writeBegin()
+	}
+	return f()
+}
+
+// writeError maps an error from the Writer: once the wrapped conn is closed,
+// whatever the wrapped conn said becomes net.ErrClosed. A Conn that broke
+// is reported to its hook.
+func (c *Conn) writeError(err error) error {
+	if err == nil {
+		return nil
+	}
+	if c.netClosed.Load() {
+		return c.opError("write", net.ErrClosed)
+	}
+	if !isTimeout(err) {
+		c.broke(err)
+	}
+	return err
+}
+
+// Coalescing concurrent writers.
+//
+// A Write or Send that finds another one sending does not wait for the write
+// lock: it queues its message and sleeps. The goroutine sending (the sender)
+// sends its own message together with every message queued when it takes
+// the write lock, as one batch through Writer.writeFrames (one writev on a
+// stream socket; a write per frame elsewhere), tells each queued writer its
+// result, and returns. If more writers queued meanwhile, it first hands the
+// write side to the earliest of them, which becomes the sender for the next
+// batch. So each call returns once its own batch is out, however busy the
+// Conn; under contention a system call carries several messages, as
+// WriteBatch does; and a writer alone pays only uncontended locking and
+// allocates nothing. A goroutine's messages keep its order, since it waits
+// for each; the messages of different goroutines were never ordered.
+//
+// Each message keeps Write's all-or-nothing rule. In a batch cut by a
+// timeout, the messages whose frames left are committed, the one cut in the
+// middle gets ErrPending (its rest goes out first next time), and the others
+// are not sent and get the timeout. After a non-timeout error, the messages
+// not sent get the error. Close unblocks queued writers through the sender,
+// whose write fails with the Conn's. If the wrapped conn's Write panics, the
+// queued writers of that batch get errWritePanicked and the next batch goes
+// on; the panic continues in the sender.
+//
+// A Server with a WriteTimeout sets a deadline per message, so its hook
+// stops its Conns from batching: each sender sends its own message alone and
+// hands over.
+
+// A writeReq is a message queued for the sender.
+type writeReq struct {
+	p []byte
+
+	// Set by the sender before it signals done: either the result, or
+	// lead, which makes the waiter the next sender.
+	n    int
+	err  error
+	lead bool
+	done chan struct{} // buffered: the sender never blocks on it
+}
+
+var writeReqs = sync.Pool{New: func() any { return &writeReq{done: make(chan struct{}, 1)} }}
+
+// errWritePanicked is the result of the queued messages of a batch whose
+// write panicked: whether they left is unknown.
+var errWritePanicked = errors.New("jsonconn: the wrapped conn's Write panicked; the message may not have been sent")
+
+// writeMessage sends p, which has passed the checks, as one message, in a
+// batch with the messages of the writers queued meanwhile.
+func (c *Conn) writeMessage(p []byte) (int, error) {
+	c.qmu.Lock()
+	if !c.sending {
+		c.sending = true
+		c.qmu.Unlock()
+		return c.sendQueued(p)
+	}
+	r := writeReqs.Get().(*writeReq)
+	r.p = p
+	c.queue = append(c.queue, r)
+	c.qmu.Unlock()
+
+	<-r.done
+	n, err, lead := r.n, r.err, r.lead
+	*r = writeReq{done: r.done}
+	writeReqs.Put(r)
+	if lead {
+		return c.sendQueued(p)
+	}
+	return n, err
+}
+
+// sendQueued is run by the sender, the one goroutine sending at a time: it
+// sends p and the messages queued so far, wakes their writers, hands the
+// write side to the earliest writer queued meanwhile, if any, and returns
+// p's result.
+func (c *Conn) sendQueued(p []byte) (n int, err error) {
+	c.wmu.Lock()
+	var batch []*writeReq
+	if c.hook == nil || c.hook.coalesce() {
+		// The queue becomes the batch, and the spare array, if any, the
+		// queue: the three never share an array.
+		c.qmu.Lock()
+		batch = c.queue
+		c.queue, c.spare = c.spare[:0], nil
+		c.qmu.Unlock()
+	}
+	sent := false
+	defer func() {
+		if !sent { // the wrapped conn's Write panicked
+			clear(c.msgs[:cap(c.msgs)])
+			c.wmu.Unlock()
+			for _, r := range batch {
+				r.n, r.err = 0, errWritePanicked
+			}
+			c.handOff(batch)
+		}
+	}()
+	n, err = c.sendBatch(p, batch)
+	sent = true
+	c.wmu.Unlock()
+	c.handOff(batch)
+	return n, err
+}
+
+// handOff wakes the writers of batch, whose results are set, and makes the
+// earliest writer queued since the next sender, if there is one.
+func (c *Conn) handOff(batch []*writeReq) {
+	for _, r := range batch {
+		r.done <- struct{}{}
+	}
+	clear(batch) // keep no request
+	c.qmu.Lock()
+	defer c.qmu.Unlock()
+	if cap(batch) > 0 {
+		c.spare = batch[:0]
+	}
+	if len(c.queue) == 0 {
+		c.sending = false
+		return
+	}
+	next, last := c.queue[0], len(c.queue)-1
+	copy(c.queue, c.queue[1:])
+	c.queue[last] = nil // keep no request
+	c.queue = c.queue[:last]
+	next.lead = true
+	next.done <- struct{}{}
+}
+
+// sendBatch sends p and the queued messages of batch in one write, sets
+// each queued writer's result, and returns p's. wmu must be held.
+func (c *Conn) sendBatch(p []byte, batch []*writeReq) (n int, err error) {
+	if c.testHookBatch != nil {
+		c.testHookBatch(1 + len(batch))
+	}
+	if len(batch) == 0 { // alone: the common, uncontended case
+		n, err = c.writeLocked(func() (int, error) { return c.w.writeFrame(p) })
+		return n, c.writeError(err)
+	}
+	msgs := append(c.msgs[:0], p)
+	for _, r := range batch {
+		msgs = append(msgs, r.p)
+	}
+	k, berr := c.writeLocked(func() (int, error) { return c.w.writeFrames(msgs) })
+	n, err = c.batchResult(msgs, 0, k, berr)
+	for i, r := range batch {
+		r.n, r.err = c.batchResult(msgs, i+1, k, berr)
+	}
+	clear(msgs) // keep no caller's memory
+	c.msgs = msgs[:0]
+	return n, err
+}
+
+// batchResult returns what Write returns for message i of a batch of which
+// writeFrames committed k, with error err: len for a message that left
+// whole, len and ErrPending for the one cut in the middle, 0 and the error
+// for the others.
+func (c *Conn) batchResult(msgs [][]byte, i, k int, err error) (int, error) {
+	pe, cut := err.(*pendingError)
+	switch {
+	case i < k-1, i == k-1 && !cut:
+		return len(msgs[i]), nil
+	case i == k-1:
+		return len(msgs[i]), c.writeError(err)
+	case cut:
+		return 0, c.writeError(pe.err)
+	}
+	return 0, c.writeError(err)
+}
+
+// A Writer encodes frames onto an io.Writer: a pipe, standard output, a file
+// or a connection that is not a net.Conn.
+//
+// A Writer is not safe for concurrent use; Conn adds the locking for
+// connections. It holds no buffer between messages, except the unsent rest of
+// a frame that a timeout interrupted (see ErrPending).
+//
+// Each message goes out whole or not at all, as far as the stream is
+// concerned. A message the caller gets wrong (too large, not JSON, not
+// marshalable) is refused before any byte is written. A timeout from the
+// underlying writer before any byte of the frame left means the message was not
+// sent; a timeout after part of it left commits the message (see ErrPending).
+// Any other error from the underlying writer ends the stream: every later call
+// returns it.
+//
+// A Writer over a socket that keeps message boundaries (UDP, or a Unix
+// datagram or seqpacket socket) would have its frames cut or merged by
+// them: every write returns an error matching errors.ErrUnsupported.
+type Writer struct {
+	dst      io.Writer
+	max      int
+	validate bool
+	marshal  func(any) ([]byte, error) // Config.Marshal; nil for encoding/json
+	vectored bool                      // dst is a stream socket: net.Buffers makes one writev
+
+	hdr  [headerLen]byte
+	iov  [2][]byte   // header and payload, handed to net.Buffers
+	bufs net.Buffers // lives here so that WriteTo's pointer does not allocate
+
+	pendp   *[]byte // pooled buffer holding pending; nil when nothing is pending
+	pending []byte  // unsent rest of a committed frame
+	err     error   // sticky error from the underlying writer
+}
+
+// NewWriter returns a Writer that encodes frames onto w. A nil cfg means the
+// defaults.
+func NewWriter(w io.Writer, cfg *Config) *Writer {
+	wr := new(Writer)
+	wr.init(w, cfg, socketKind(w))
+	return wr
+}
+
+// init sets up w to write to dst, of the given kind, as configured by cfg.
+func (w *Writer) init(dst io.Writer, cfg *Config, kind sockKind) {
+	w.dst = dst
+	w.max = cfg.maxFrameSize()
+	w.validate = cfg == nil || !cfg.DisableValidation
+	if cfg != nil {
+		w.marshal = cfg.Marshal
+	}
+	switch kind {
+	case streamSocket:
+		w.vectored = true
+	case messageSocket:
+		w.err = errMessageSocket(dst)
+	}
+}
+
+// Write sends p as exactly one message and reports how many bytes of p were
+// committed: len(p) or 0, never a part. p must hold one JSON value unless
+// validation is off; it is sent as is, whitespace included.
+//
+// Before any byte is written, Write refuses a p longer than the cap with a
+// *FrameSizeError and, with validation on, a p that is not one JSON value with
+// an *InvalidJSONError. It sends the rest of a frame left pending by an earlier
+// timeout ahead of p. Header and payload go out in one write call: writev on
+// TCP and Unix sockets, one pooled buffer elsewhere.
+//
+// On a timeout Write returns 0 if no byte of p's frame left, and len(p) with an
+// error matching ErrPending if part of it did. Write does not keep p.
+func (w *Writer) Write(p []byte) (int, error) {
+	if err := w.check(p); err != nil {
+		return 0, err
+	}
+	return w.writeFrame(p)
+}
+
+// Send encodes v as compact JSON, without HTML escaping (or with
+// Config.Marshal), and sends it as one message. Its errors are those of
+// Write, plus any error from the encoder, returned before anything is
+// written. Output of encoding/json needs no validation pass: it is valid
+// JSON by construction.
+//
+// An error matching ErrPending means that v was committed and will be
+// delivered; any other error means it was not sent.
+func (w *Writer) Send(v any) error {
+	e, p, err := w.encode(v)
+	if err != nil {
+		return err
+	}
+	defer e.free()
+	_, err = w.writeFrame(p)
+	return err
+}
+
+// encode marshals v for Send and checks the result, before any lock is
+// taken: Conn calls it too. The payload aliases e (nil for Config.Marshal),
+// which the caller frees once done with it.
+func (w *Writer) encode(v any) (e *encodeState, p []byte, err error) {
+	if w.marshal != nil {
+		if p, err = w.marshal(v); err != nil {
+			return nil, nil, err
+		}
+		if err := w.checkSize(len(p)); err != nil {
+			return nil, nil, err
+		}
+		if w.validate && !valid(p) {
+			return nil, nil, invalidJSON(p)
+		}
+		return nil, p, nil
+	}
+	if e, p, err = marshal(v); err != nil {
+		return nil, nil, err
+	}
+	if err := w.checkSize(len(p)); err != nil {
+		e.free()
+		return nil, nil, err
+	}
+	return e, p, nil // what encoding/json produces needs no validation
+}
+
+// WriteBatch sends each element of msgs as one message, in order. Every
+// message is checked first: if any is refused, nothing is sent and the error
+// (wrapped with the message's index, matching the same sentinels and types
+// as Write's) is returned with 0.
+//
+// On a TCP or Unix stream socket the batch goes out through
+// net.Buffers.WriteTo, whose writev system calls take up to 1,024 buffers
+// each on Unix systems (16 on AIX and Solaris): a header and a payload per
+// message, so 512 messages per call. For small messages that costs far less
+// than a call each. On other writers each message takes its own call.
+//
+// WriteBatch returns how many messages, from the start of msgs, were
+// committed. A timeout commits the messages whose frames left whole and, if
+// it struck inside a frame, that message too, with an error matching
+// ErrPending (its rest is pending, as for Write). The messages from the count
+// on were not sent.
+func (w *Writer) WriteBatch(msgs [][]byte) (int, error) {
+	if err := w.checkBatch(msgs); err != nil {
+		return 0, err
+	}
+	return w.writeFrames(msgs)
+}
+
+// Flush writes the rest of a frame that an earlier timeout left pending, if
+// any. It returns nil when nothing is pending. A timeout keeps what is still
+// unsent for the next Flush or write.
+func (w *Writer) Flush() error {
+	if w.err != nil {
+		return w.err
+	}
+	return w.flushPending()
+}
+
+// Pending reports how many bytes of a committed frame are waiting to be sent.
+func (w *Writer) Pending() int { return len(w.pending) }
+
+// checkSize refuses a payload of n bytes if it exceeds the cap.
+func (w *Writer) checkSize(n int) error {
+	if n > w.max {
+		return &FrameSizeError{Size: int64(n), Max: w.max}
+	}
+	return nil
+}
+
+// check refuses a payload the peer must not receive. It reads only fields set
+// at construction, so Conn calls it without holding its write lock.
+func (w *Writer) check(p []byte) error {
+	if err := w.checkSize(len(p)); err != nil {
+		return err
+	}
+	if w.validate && !valid(p) {
+		return invalidJSON(p)
+	}
+	return nil
+}
+
+// checkBatch checks every message of a batch, as check does one.
+func (w *Writer) checkBatch(msgs [][]byte) error {
+	for i, p := range msgs {
+		if err := w.check(p); err != nil {
+			return fmt.Errorf("jsonconn: batch message %d: %w", i, err)
+		}
+	}
+	return nil
+}
+
+// writeFrame writes one frame with payload p, which has passed check.
+func (w *Writer) writeFrame(p []byte) (int, error) {
+	if err := w.ready(); err != nil {
+		return 0, err
+	}
+	binary.BigEndian.PutUint32(w.hdr[:], uint32(len(p)))
+	n, err := w.writeOnce(p)
+	k, err := w.settle([][]byte{p}, n, err)
+	if k == 0 {
+		return 0, err
+	}
+	return len(p), err
+}
+
+// writeFrames writes the frames of msgs, which have passed checkBatch, and
+// returns how many messages were committed.
+func (w *Writer) writeFrames(msgs [][]byte) (int, error) {
+	if err := w.ready(); err != nil {
+		return 0, err
+	}
+	if !w.vectored || len(msgs) < 2 {
+		for i, p := range msgs {
+			if _, err := w.writeFrame(p); err != nil {
+				if _, pending := err.(*pendingError); pending {
+					i++ // committed, its rest pending (len(p) may be 0)
+				}
+				return i, err
+			}
+		}
+		return len(msgs), nil
+	}
+	hdrs := make([]byte, headerLen*len(msgs))
+	iov := make(net.Buffers, 0, 2*len(msgs))
+	for i, p := range msgs {
+		h := hdrs[i*headerLen : (i+1)*headerLen]
+		binary.BigEndian.PutUint32(h, uint32(len(p)))
+		iov = append(iov, h, p)
+	}
+	n, err := iov.WriteTo(w.dst)
+	return w.settle(msgs, n, err)
+}
+
+// ready reports the sticky error, if any, and otherwise sends the rest of a
+// frame an earlier timeout left pending: a new frame may start only once it
+// has left.
+func (w *Writer) ready() error {
+	if w.err != nil {
+		return w.err
+	}
+	return w.flushPending()
+}
+
+// writeOnce writes w.hdr and p in one write call: one writev on a stream
+// socket, and elsewhere one Write of a pooled buffer holding both, so that a
+// TLS conn seals the header into the payload's record rather than a record
+// of its own, and a pipe takes one system call.
+func (w *Writer) writeOnce(p []byte) (int64, error) {
+	if !w.vectored {
+		size := headerLen + len(p)
+		bp := getBuf(size)
+		b := (*bp)[:size]
+		copy(b, w.hdr[:])
+		copy(b[headerLen:], p)
+		n, err := w.dst.Write(b)
+		putBuf(bp)
+		return int64(n), err
+	}
+	w.iov = [2][]byte{w.hdr[:], p}
+	w.bufs = w.iov[:]
+	n, err := w.bufs.WriteTo(w.dst)
+	w.iov[1], w.bufs = nil, nil // do not keep p
+	return n, err
+}
+
+// settle accounts for one write call that carried the frames of msgs, in
+// order, and wrote n bytes with error err. It returns how many messages were
+// committed and the error to report. A message whose frame left whole is
+// committed, even if the write reported an error with its last byte. A
+// timeout inside a frame commits that message too: the unsent rest of its
+// frame is kept for the next write, and the error is a *pendingError. A
+// timeout with every byte written is no error at all; any other error, or a
+// short write without one, ends the stream.
+func (w *Writer) settle(msgs [][]byte, n int64, err error) (int, error) {
+	k, end := 0, int64(0) // the frames that left whole, and where the last one ended
+	for ; k < len(msgs); k++ {
+		size := int64(headerLen + len(msgs[k]))
+		if end+size > n {
+			break
+		}
+		end += size
+	}
+	switch {
+	case k == len(msgs) && (err == nil || isTimeout(err)):
+		return k, nil // all of it left: a timeout now is moot
+	case err == nil:
+		err = io.ErrShortWrite
+	}
+	if !isTimeout(err) {
+		w.fail(err)
+		return k, err
+	}
+	if n == end {
+		return k, err // stopped between frames: msgs[k:] were not sent
+	}
+	binary.BigEndian.PutUint32(w.hdr[:], uint32(len(msgs[k])))
+	w.keepRest(msgs[k], int(n-end))
+	return k + 1, &pendingError{err}
+}
+
+// keepRest stores the unsent rest of the frame (w.hdr and p) of which the
+// first n bytes were written. It copies, so that the caller may reuse p at
+// once.
+func (w *Writer) keepRest(p []byte, n int) {
+	w.pendp = getBuf(headerLen + len(p) - n)
+	buf := (*w.pendp)[:0]
+	if n < headerLen {
+		buf = append(buf, w.hdr[n:]...)
+		n = headerLen
+	}
+	w.pending = append(buf, p[n-headerLen:]...)
+}
+
+// flushPending writes what an earlier timeout left pending.
+func (w *Writer) flushPending() error {
+	if len(w.pending) == 0 {
+		return nil
+	}
+	n, err := w.dst.Write(w.pending)
+	w.pending = w.pending[n:]
+	if len(w.pending) == 0 {
+		putBuf(w.pendp)
+		w.pendp, w.pending = nil, nil
+		if err == nil || isTimeout(err) {
+			return nil // all of it left: a timeout now is moot
+		}
+	} else if err == nil {
+		err = io.ErrShortWrite
+	}
+	if !isTimeout(err) {
+		w.fail(err)
+	}
+	return err
+}
+
+// fail records err as the end of the stream and releases the pending rest,
+// which can no longer be sent.
+func (w *Writer) fail(err error) {
+	w.err = err
+	if w.pendp != nil {
+		putBuf(w.pendp)
+		w.pendp, w.pending = nil, nil
+	}
+}
