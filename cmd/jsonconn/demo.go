@@ -78,27 +78,20 @@ live progress line.`)
 
 // echoHandler sends every message back to its sender until the stream ends.
 func echoHandler(_ context.Context, c *jsonconn.Conn) {
-	var buf []byte
-	for {
-		var err error
-		if buf, err = c.AppendMessage(buf[:0]); err != nil {
-			return
-		}
-		if _, err := c.Write(buf); err != nil {
-			return
-		}
-	}
+	receive(c, func(msg []byte) error {
+		_, err := c.Write(msg)
+		return err
+	})
 }
 
 // exchange connects to the echo server at addr and sends a few messages,
 // printing what goes out, what comes back and what is refused.
 func exchange(ctx context.Context, out io.Writer, addr string, cfg *jsonconn.Config) error {
 	d := jsonconn.Dialer{Config: cfg}
-	nc, err := d.DialContext(ctx, "tcp", addr)
+	c, err := d.DialConn(ctx, "tcp", addr)
 	if err != nil {
 		return err
 	}
-	c := nc.(*jsonconn.Conn)
 	defer c.Close()
 	stop := context.AfterFunc(ctx, func() { c.Close() })
 	defer stop()

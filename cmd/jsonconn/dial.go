@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"sync/atomic"
@@ -35,7 +34,7 @@ the first line read after the peer closed, which it reports as not sent.`)
 	defer stop()
 	dctx, cancel := context.WithTimeout(ctx, *timeout)
 	d := jsonconn.Dialer{Config: ep.cfg}
-	nc, err := d.DialContext(dctx, ep.network, ep.address)
+	c, err := d.DialConn(dctx, ep.network, ep.address)
 	cancel()
 	if err != nil {
 		if s := signalStatus(); s >= 0 {
@@ -45,12 +44,17 @@ the first line read after the peer closed, which it reports as not sent.`)
 		fmt.Fprintf(e.stderr, "jsonconn dial: %v\n", err)
 		return exitError
 	}
-	c := nc.(*jsonconn.Conn)
 	defer c.Close()
 
 	out := newPrinter(e.stdout, *pretty)
 	received := make(chan error, 1)
-	go func() { received <- printMessages(c, out, "", "") }()
+	go func() {
+		err := receive(c, func(msg []byte) error { return out.print("", msg, "") })
+		if errors.Is(err, net.ErrClosed) {
+			err = nil // closed here, on the way out
+		}
+		received <- err
+	}()
 	snd := &sender{e: e, cmd: "dial", policy: *policy, max: int(*maxFrame)}
 	sent := make(chan error, 1)
 	var peerClosed atomic.Bool
@@ -144,24 +148,4 @@ func isTerminal(stream any) bool {
 	}
 	fi, err := f.Stat()
 	return err == nil && fi.Mode()&os.ModeCharDevice != 0
-}
-
-// printMessages prints every message c receives, between prefix and
-// suffix, until the stream ends. It returns nil at a clean end of stream or
-// when c is closed locally, and the error otherwise.
-func printMessages(c *jsonconn.Conn, out *printer, prefix, suffix string) error {
-	var buf []byte
-	for {
-		var err error
-		buf, err = c.AppendMessage(buf[:0])
-		switch {
-		case err == io.EOF, errors.Is(err, net.ErrClosed):
-			return nil
-		case err != nil:
-			return fmt.Errorf("receiving: %w", err)
-		}
-		if err := out.print(prefix, buf, suffix); err != nil {
-			return fmt.Errorf("printing: %w", err)
-		}
-	}
 }

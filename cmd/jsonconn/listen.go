@@ -126,29 +126,26 @@ printed on stderr, which tells the port of ":0".`)
 // and returns why the connection ended, for the log.
 func serveListenConn(c *jsonconn.Conn, out *printer, id int, echo bool) string {
 	prefix := `{"conn":` + strconv.Itoa(id) + `,"msg":`
-	var buf []byte
-	for {
-		var err error
-		buf, err = c.AppendMessage(buf[:0])
-		switch {
-		case err == io.EOF:
-			return "the peer closed it"
-		case errors.Is(err, jsonconn.ErrServerClosed):
-			return "shutting down"
-		case errors.Is(err, net.ErrClosed):
-			return "disconnected" // by broadcast, which said why
-		case err != nil:
-			return err.Error()
-		}
-		if err := out.print(prefix, buf, "}"); err != nil {
-			return fmt.Sprintf("printing: %v", err)
+	err := receive(c, func(msg []byte) error {
+		if err := out.print(prefix, msg, "}"); err != nil {
+			return fmt.Errorf("printing: %w", err)
 		}
 		if echo {
-			if _, err := c.Write(buf); err != nil {
-				return fmt.Sprintf("echoing: %v", err)
+			if _, err := c.Write(msg); err != nil {
+				return fmt.Errorf("echoing: %w", err)
 			}
 		}
+		return nil
+	})
+	switch {
+	case err == nil:
+		return "the peer closed it"
+	case errors.Is(err, jsonconn.ErrServerClosed):
+		return "shutting down"
+	case errors.Is(err, net.ErrClosed):
+		return "disconnected" // by broadcast, which said why
 	}
+	return err.Error()
 }
 
 // addrString prints a listener's address, a Unix socket's with the unix:
@@ -235,9 +232,6 @@ func (ps *peerSet) broadcast(ctx context.Context, line []byte, stderr io.Writer)
 		}
 		defer ps.sending.Unlock()
 		for _, id := range ids {
-			// Checked before each peer: on a served Conn, each Write
-			// sets a fresh write deadline over the past one that
-			// stopSending set.
 			if ps.stopped.Load() {
 				return errStopping
 			}
@@ -255,18 +249,15 @@ func (ps *peerSet) broadcast(ctx context.Context, line []byte, stderr io.Writer)
 
 // stopSending makes broadcast send no more lines, and cuts short the write
 // it may be doing to a peer that does not read; it returns once no line is
-// going out. A past write deadline cuts the write short, but a Write on a
-// served Conn sets its own deadline when it starts, which may be just after
-// ours: so the deadlines are set again until broadcast lets go.
+// going out. A past write deadline cuts the write short: a served Conn's
+// WriteTimeout never pushes it back.
 func (ps *peerSet) stopSending() {
 	ps.stopped.Store(true)
-	for !ps.sending.TryLock() {
-		ps.mu.Lock()
-		for _, c := range ps.conns {
-			c.SetWriteDeadline(time.Unix(1, 0))
-		}
-		ps.mu.Unlock()
-		time.Sleep(10 * time.Millisecond)
+	ps.mu.Lock()
+	for _, c := range ps.conns {
+		c.SetWriteDeadline(time.Unix(1, 0))
 	}
+	ps.mu.Unlock()
+	ps.sending.Lock() // wait for broadcast to let go
 	ps.sending.Unlock()
 }

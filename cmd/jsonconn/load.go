@@ -80,14 +80,14 @@ func (l *load) run(ctx context.Context, interval time.Duration, tick func(done i
 	}()
 	d := jsonconn.Dialer{NetDialer: &net.Dialer{Timeout: l.dialTimeout}, Config: l.cfg}
 	for range l.conns {
-		c, err := d.DialContext(ctx, l.network, l.address)
+		c, err := d.DialConn(ctx, l.network, l.address)
 		if err != nil {
 			if ctx.Err() != nil {
 				return 0, nil // stopped while dialling
 			}
 			return 0, err
 		}
-		conns = append(conns, c.(*jsonconn.Conn))
+		conns = append(conns, c)
 	}
 	defer context.AfterFunc(ctx, func() {
 		for _, c := range conns {
@@ -198,28 +198,28 @@ func (l *load) drive(ctx context.Context, c *jsonconn.Conn, id int, quota int64)
 // with echo checks that message n is the n'th sent.
 func (l *load) receive(c *jsonconn.Conn, id int, sent *atomic.Int64) error {
 	want := newLoadMessage(l.size)
-	var buf []byte
-	for n := int64(0); ; n++ {
-		var err error
-		buf, err = c.AppendMessage(buf[:0])
-		switch {
-		case err == io.EOF && l.echo && n != sent.Load():
-			return fmt.Errorf("conn %d: the peer closed after returning %d of %d messages", id, n, sent.Load())
-		case err == io.EOF, errors.Is(err, net.ErrClosed):
-			return nil
-		case errors.Is(err, os.ErrDeadlineExceeded):
-			return fmt.Errorf("conn %d: the peer did not close within %v of the last message", id, drain)
-		case err != nil:
-			return fmt.Errorf("conn %d: receiving: %w", id, err)
-		case !l.echo:
-			continue // not an echo server: ignore what it says
+	n := int64(0)
+	err := receive(c, func(msg []byte) error {
+		if !l.echo {
+			return nil // not an echo server: ignore what it says
 		}
 		want.set(n)
-		if !bytes.Equal(buf, want) {
-			return fmt.Errorf("conn %d: message %d came back changed: %.80s", id, n, buf)
+		if !bytes.Equal(msg, want) {
+			return fmt.Errorf("message %d came back changed: %.80s", n, msg)
 		}
+		n++
 		l.received.Add(1)
+		return nil
+	})
+	switch {
+	case err == nil && l.echo && n != sent.Load():
+		return fmt.Errorf("conn %d: the peer closed after returning %d of %d messages", id, n, sent.Load())
+	case err == nil, errors.Is(err, net.ErrClosed):
+		return nil
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return fmt.Errorf("conn %d: the peer did not close within %v of the last message", id, drain)
 	}
+	return fmt.Errorf("conn %d: %w", id, err)
 }
 
 // A meter prints a live progress line on stderr: rewritten in place with

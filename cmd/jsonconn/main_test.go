@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"go/parser"
+	"go/token"
 	"io"
 	"net"
 	"os"
@@ -292,6 +294,55 @@ func TestUsage(t *testing.T) {
 				t.Errorf("stdout:\n%s\nstderr:\n%s\nwant %q on stdout and %q on stderr", p.stdout, p.stderr, tc.stdout, tc.stderr)
 			}
 		})
+	}
+}
+
+// TestExitStatusesAreDocumented checks that the one table of exit statuses,
+// which help prints, is also what the package documentation lists, line for
+// line, and that help lists every command.
+func TestExitStatusesAreDocumented(t *testing.T) {
+	t.Parallel()
+	var help bytes.Buffer
+	printExitStatuses(&help)
+	if len(exitStatuses) == 0 || !strings.HasPrefix(help.String(), "Exit status:\n") {
+		t.Fatalf("help's exit statuses:\n%s", help.String())
+	}
+	f, err := parser.ParseFile(token.NewFileSet(), "main.go", nil, parser.ParseComments|parser.PackageClauseOnly)
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := f.Doc.Text()
+	_, table, ok := strings.Cut(doc, "Exit status:\n\n")
+	if !ok {
+		t.Fatalf("the package documentation has no \"Exit status:\" section:\n%s", doc)
+	}
+	var documented []string
+	for _, line := range strings.Split(table, "\n") {
+		if !strings.HasPrefix(line, "\t") {
+			break // the end of the indented table
+		}
+		documented = append(documented, strings.Join(strings.Fields(line), " "))
+	}
+	var printed []string
+	for _, line := range strings.Split(strings.TrimSpace(help.String()), "\n")[1:] {
+		printed = append(printed, strings.Join(strings.Fields(line), " "))
+	}
+	if !slices.Equal(documented, printed) {
+		t.Errorf("the package documentation lists the exit statuses\n\t%s\nbut help prints\n\t%s",
+			strings.Join(documented, "\n\t"), strings.Join(printed, "\n\t"))
+	}
+
+	var overview bytes.Buffer
+	if status := run([]string{"help"}, &env{stdout: &overview, stderr: io.Discard}); status != exitOK {
+		t.Fatalf("help exited %d", status)
+	}
+	if !strings.Contains(overview.String(), help.String()) {
+		t.Errorf("help does not print the exit statuses:\n%s", overview.String())
+	}
+	for _, cmd := range commands {
+		if !strings.Contains(overview.String(), "\t"+cmd.name+" ") {
+			t.Errorf("help does not list %s:\n%s", cmd.name, overview.String())
+		}
 	}
 }
 
