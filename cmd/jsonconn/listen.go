@@ -258,6 +258,8 @@ func (ps *peerSet) stopSending() {
 		c.SetWriteDeadline(time.Unix(1, 0))
 	}
 	ps.mu.Unlock()
-	ps.sending.Lock() // wait for broadcast to let go
+	// Wait for broadcast to let go of the line it may be sending.
+	ps.sending.Lock()
+	//lint:ignore SA2001 the critical section is empty on purpose: it waits for broadcast
 	ps.sending.Unlock()
 }
