@@ -1,10 +1,13 @@
 package jsonconn_test
 
 import (
+	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"runtime"
 	"strings"
 	"testing"
@@ -154,4 +157,116 @@ func liveHeap() int64 {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	return int64(ms.HeapAlloc)
+}
+
+// stallSource serves its bytes in reads of at most chunk bytes, then times
+// out on every read, as a conn whose peer stopped sending does at its
+// deadline.
+type stallSource struct {
+	data  []byte
+	chunk int
+}
+
+func (s *stallSource) Read(p []byte) (int, error) {
+	if len(s.data) == 0 {
+		return 0, os.ErrDeadlineExceeded
+	}
+	n := copy(p[:min(len(p), s.chunk)], s.data)
+	s.data = s.data[n:]
+	return n, nil
+}
+
+// TestReaderHoldsWhatArrived checks the memory policy for a source that
+// blocks in Read (anything but a stream socket on a Unix system): a Reader
+// that has k bytes of a frame announcing 256 KiB holds at most
+// max(firstBufSize, 2k), however much the header announced, and
+// AppendMessage never grows the caller's buffer ahead of the bytes.
+func TestReaderHoldsWhatArrived(t *testing.T) {
+	t.Parallel()
+	const first = jsonconn.ReadBufferSize + 4
+	announced := binary.BigEndian.AppendUint32(nil, jsonconn.DefaultMaxFrameSize)
+	for _, k := range []int{0, 1, 1000, 16 << 10, 16<<10 + 1, 40 << 10, 100 << 10, 200 << 10, 256<<10 - 1} {
+		for _, read := range []string{"ReadMessage", "AppendMessage", "AppendMessage into room"} {
+			stream := append(append([]byte(nil), announced...), bytes.Repeat([]byte(" "), k)...)
+			r := jsonconn.NewReader(&stallSource{data: stream, chunk: 4096}, nil)
+			var dst []byte
+			if read == "AppendMessage into room" {
+				dst = make([]byte, 0, jsonconn.DefaultMaxFrameSize)
+			}
+			var err error
+			if read == "ReadMessage" {
+				_, err = r.ReadMessage()
+			} else {
+				var got []byte
+				got, err = r.AppendMessage(dst)
+				if cap(got) != cap(dst) {
+					t.Errorf("k=%d, %s: the caller's buffer grew from %d to %d bytes ahead of the payload", k, read, cap(dst), cap(got))
+				}
+			}
+			if !errors.Is(err, os.ErrDeadlineExceeded) {
+				t.Fatalf("k=%d, %s: got %v, want the source's timeout", k, read, err)
+			}
+			held, limit := r.Held(), max(first, 2*(4+k))
+			if held > limit {
+				t.Errorf("k=%d, %s: the Reader holds %d bytes for %d received, want at most %d", k, read, held, 4+k, limit)
+			}
+		}
+	}
+}
+
+// TestConnParkedMidFrameHoldsWhatArrived checks the memory policy for a
+// stream socket on a Unix system, read directly: a Conn parked on the k
+// bytes it has of a frame announcing 256 KiB holds a buffer of fewer than
+// 2k bytes (24 at least, as the runtime allocates 20), as the live heap
+// shows.
+func TestConnParkedMidFrameHoldsWhatArrived(t *testing.T) {
+	// Not parallel: it reads the process-wide heap.
+	if runtime.GOOS == "windows" || runtime.GOOS == "plan9" || runtime.GOOS == "js" || runtime.GOOS == "wasip1" {
+		t.Skip("sockets are read directly on Unix systems only")
+	}
+	const pairs = 256
+	// The first rounds warm the runtime up (goroutine descriptors, poller
+	// state), which later rounds reuse; they are not measured.
+	const warmups = 2
+	for round, k := range []int{0, 0, 0, 1, 100, 1000, 20 << 10, 100 << 10} {
+		raw := make([][2]net.Conn, pairs)
+		for i := range raw {
+			a, b := tcpPair(t)
+			raw[i] = [2]net.Conn{a, b}
+		}
+		conns := make([]*jsonconn.Conn, pairs)
+		for i, r := range raw {
+			conns[i] = jsonconn.New(r[1], nil)
+			if !conns[i].ReadsSocket() {
+				t.Fatal("the Conn does not read its socket directly")
+			}
+		}
+		before := liveHeap()
+		frame := append(binary.BigEndian.AppendUint32(nil, jsonconn.DefaultMaxFrameSize), bytes.Repeat([]byte(" "), k)...)
+		done := make(chan error, pairs)
+		for i, c := range conns {
+			if _, err := raw[i][0].Write(frame); err != nil {
+				t.Fatal(err)
+			}
+			go func() { _, err := c.ReadMessage(); done <- err }()
+		}
+		waitUntil(t, fmt.Sprintf("%d readers parked", pairs), func() bool { return parkedSocketReads() >= pairs })
+		perConn := (liveHeap() - before) / pairs
+		// The buffer, its pooled box (24 bytes), the reading goroutine's
+		// closure, and slack.
+		limit := int64(max(24, 2*(4+k)) + 96)
+		if round >= warmups {
+			t.Logf("parked on %d bytes of a frame: %d bytes of heap per Conn (limit %d)", 4+k, perConn, limit)
+		}
+		if round >= warmups && perConn > limit {
+			t.Errorf("parked on %d bytes of a frame, a Conn holds %d bytes more than idle, want at most %d", 4+k, perConn, limit)
+		}
+		for i, c := range conns {
+			raw[i][0].Close()
+			if err := await(t, done); !errors.Is(err, io.ErrUnexpectedEOF) {
+				t.Fatalf("after the peer closed: %v, want io.ErrUnexpectedEOF", err)
+			}
+			c.Close()
+		}
+	}
 }

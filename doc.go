@@ -78,29 +78,45 @@
 // wire protocol relies on, and what keeps a fast sender from filling a slow
 // receiver's memory.
 //
+// What a Conn holds follows what the peer has sent, never what a frame
+// header announces: for a frame it has not finished, less than twice what
+// the peer has sent of it, or 16 KiB if that is more on sources other than
+// Unix sockets, however large the frame it announces.
+//
 // An idle Conn holds no buffer, even while a goroutine is blocked reading
-// it. On a TCP or Unix stream socket on Unix systems the Conn waits for the
-// socket to become readable and only then takes a buffer for the bytes that
-// have arrived. Every other source (a TLS conn, a pipe, a type that wraps a
-// socket, any socket on Windows) is read into a 512-byte pad allocated with
-// the Conn, and the bytes are then copied into a buffer. Once bytes have
-// arrived the Conn holds one buffer, from a pool shared by all Conns: 16 KiB
-// of payload, enough for many small frames per read, or, for a larger frame
-// whose header has passed the cap check, a buffer of the frame's size
-// rounded up to a power of two. It never holds more than
+// it. Once bytes arrive it holds one buffer, from a pool shared by all
+// Conns: 16 KiB, enough for many small frames per read. A header over the
+// cap ([Config.MaxFrameSize]) ends the stream before anything is sized by
+// it. For a larger frame, the buffer grows only when it is full, by
+// doubling, up to the frame's size. How much a Conn holds while it waits
+// for the rest of a frame of which it has k bytes depends on the source:
 //
-//	max(16 KiB, MaxFrameSize rounded up to a power of two) + 4 bytes
+//   - A TCP or Unix stream socket on a Unix system is read directly, and
+//     the Conn learns that a read would block before its goroutine parks.
+//     It then keeps the k bytes in the smallest pooled buffer that fits
+//     them: less than 2k bytes, and 24 at least. So 2,000 peers that have
+//     each sent a header announcing 256 KiB cost a Server about 1.8 KiB of
+//     heap each in all, its own state included.
+//   - Every other source (a TLS conn, a pipe, a type that wraps a socket,
+//     any socket on Windows) blocks in Read holding the buffer it was
+//     given: at most max(16 KiB, 2k) bytes, plus a 512-byte pad that a read
+//     between frames lands in. crypto/tls keeps its own record buffer on
+//     top, sized by the TLS record header (up to about 18 KiB).
 //
-// for reading (256 KiB + 4 with the default cap), and the buffer goes back
-// to the pool as soon as every byte in it has been consumed. A header over
-// the cap ([Config.MaxFrameSize]) ends the stream before anything is sized
-// by it. [Conn.AppendMessage] reads a frame larger than 16 KiB straight into
-// the caller's buffer instead, growing it to the frame's size.
+// The buffer goes back to the pool as soon as every byte in it has been
+// consumed. [Conn.AppendMessage] reads a frame larger than 16 KiB straight
+// into the caller's buffer when its spare capacity holds the whole payload,
+// and otherwise through the Conn's buffer: it never grows the caller's
+// buffer ahead of the bytes.
 //
 // A Conn holds no buffer for writing between messages, with one exception:
 // after a write deadline cut a frame part-way, it keeps the unsent rest (at
 // most MaxFrameSize + 4 bytes) until the next write or [Conn.Flush] sends
-// it. Writers queued behind the one sending hold only their own messages,
-// which are not copied; [Conn.WriteBatch] adds 4 bytes of header and two
-// slice headers per message for the duration of the call.
+// it. A write to a destination that is not a stream socket copies the frame
+// into a pooled buffer for the call (the same bound; never at once with a
+// pending rest). Writers queued behind the one sending hold only their own
+// messages, which are not copied; [Conn.WriteBatch] adds 4 bytes of header
+// and two slice headers per message for the duration of the call. A
+// [Server] bounds how long any of this lasts with IdleTimeout, FrameTimeout
+// and WriteTimeout.
 package jsonconn

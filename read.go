@@ -6,7 +6,6 @@ import (
 	"errors"
 	"io"
 	"net"
-	"slices"
 )
 
 // The read side: Conn's reading methods, then the Reader that decodes
@@ -109,7 +108,7 @@ func (c *Conn) readError(err error) error {
 	case isViolation(err):
 		// read closes the wrapped conn once the lock is released.
 	case c.netClosed.Load():
-		return c.opError("read", net.ErrClosed) // closed by a Server's timeout
+		return c.opError("read", net.ErrClosed) // closed by its hook, on a timeout
 	case err != io.EOF && !isTimeout(err):
 		c.broke(err) // io.EOF is a half-close: the Conn can still write
 	}
@@ -150,6 +149,11 @@ type Reader struct {
 	sock *sockSource    // src as a socket read directly; nil for other sources
 	pad  *[padSize]byte // where a read from another source lands while nothing is buffered
 
+	// waits, if set, is called when the Reader is about to read more of a
+	// frame it has begun: the moment a frame's clock starts, for a served
+	// Conn's frame timeout. It is called once per call of fill at most.
+	waits func()
+
 	msg  []byte // rest of the message being returned through Read, in *bufp
 	rerr error  // error the source returned along with bytes still to be consumed
 	err  error  // sticky error that ended the stream
@@ -173,7 +177,7 @@ func (r *Reader) init(src io.Reader, cfg *Config, kind sockKind) {
 	}
 	switch kind {
 	case streamSocket:
-		r.sock = newSockSource(src)
+		r.sock = newSockSource(src, r)
 	case messageSocket:
 		r.err = errMessageSocket(src)
 		return
@@ -209,9 +213,10 @@ func (r *Reader) ReadMessage() ([]byte, error) {
 // AppendMessage reads the next message like ReadMessage and appends its
 // payload to dst, returning the extended slice. A caller that reuses dst
 // (passing dst[:0]) reads messages without allocating. A payload larger than
-// the 16 KiB read buffer is read straight into dst's free capacity, growing
-// dst if needed, rather than through a buffer of its own. On error the
-// returned slice has dst's length and contents (its capacity may have grown).
+// the 16 KiB read buffer that fits in dst's spare capacity is read straight
+// into it, rather than through the Reader's buffer; dst is never grown
+// before the whole payload has arrived. On error the returned slice has
+// dst's length and contents.
 func (r *Reader) AppendMessage(dst []byte) ([]byte, error) {
 	if dst, done, err := r.appendLarge(dst); done {
 		return dst, err
@@ -226,15 +231,17 @@ func (r *Reader) AppendMessage(dst []byte) ([]byte, error) {
 }
 
 // appendLarge reads the next frame straight into dst if its payload is
-// larger than the read buffer and has not all arrived, saving the copy into a
-// buffer of the frame's size and the copy out of it: the bytes already
-// buffered are copied to dst and the rest is read into place. It reports
+// larger than the read buffer, has not all arrived, and fits in dst's spare
+// capacity: the bytes already buffered are copied to dst and the rest is
+// read into place, saving the copy through a buffer of the frame's size. It
+// never grows dst, whose capacity is the caller's memory: a caller that
+// reuses its buffer gets the direct read, and any other gets the payload
+// through the Reader's buffer, which grows only as bytes arrive. It reports
 // done false, having read at most the header, for anything else (a small
 // frame, one already buffered, one over the cap, the rest of a message that
-// Read started, a source error pending, a frame that already has its own
-// buffer), which next handles. A read that fails mid-frame puts what
-// arrived back into a buffer of the frame's size, so that a timeout loses
-// nothing and the next call goes on from there.
+// Read started, a source error pending), which next handles. A read that
+// fails mid-frame puts what arrived back into a buffer of its size, so that
+// a timeout loses nothing and the next call goes on from there.
 func (r *Reader) appendLarge(dst []byte) (_ []byte, done bool, err error) {
 	if len(r.msg) > 0 || r.err != nil {
 		return dst, false, nil
@@ -246,23 +253,23 @@ func (r *Reader) appendLarge(dst []byte) (_ []byte, done bool, err error) {
 	switch {
 	case uint64(n) > uint64(r.max), int(n) <= readBufferSize, r.w-r.r >= headerLen+int(n):
 		return dst, false, nil
+	case cap(dst)-len(dst) < int(n):
+		return dst, false, nil // it would have to grow dst ahead of the bytes
 	case r.rerr != nil:
 		return dst, false, nil // next returns the error the source gave with the header
-	case len(*r.bufp)-r.r >= headerLen+int(n):
-		// The frame's buffer is there already (an earlier call timed
-		// out): go on filling it rather than copy it back out.
-		return dst, false, nil
 	}
 	start := len(dst)
-	dst = slices.Grow(dst, int(n))[:start+int(n)]
-	p := dst[start:]
+	p := dst[start : start+int(n)]
 	k := copy(p, (*r.bufp)[r.r+headerLen:r.w])
 	r.drop()
+	if r.waits != nil {
+		r.waits()
+	}
 	m, err := r.readAtLeast(p[k:], len(p)-k)
 	if k += m; k < len(p) {
-		// Back to the state fill would have left: header and the
-		// payload so far, in a buffer of the frame's size.
-		r.bufp = getBuf(headerLen + int(n))
+		// Back to the state fill would have left: the header and the
+		// payload so far, in a buffer of their size.
+		r.bufp = getBuf(headerLen + k)
 		binary.BigEndian.PutUint32(*r.bufp, n)
 		r.w = headerLen + copy((*r.bufp)[headerLen:], p[:k])
 		return dst[:start], true, r.fail(err)
@@ -271,7 +278,7 @@ func (r *Reader) appendLarge(dst []byte) (_ []byte, done bool, err error) {
 		r.err = invalidJSON(p)
 		return dst[:start], true, r.err
 	}
-	return dst, true, nil
+	return dst[:start+int(n)], true, nil
 }
 
 // Read reads payload bytes into p. It never returns bytes of two messages in
@@ -422,84 +429,66 @@ func (r *Reader) drop() {
 }
 
 // fill reads until at least need bytes are buffered. Only here (and in
-// appendLarge's read into place) does a Reader read from its source, and
-// never into more than one buffer: the buffer grows only to hold the frame
-// being read.
+// appendLarge's read into place) does a Reader read from its source, one
+// read at a time, each into the space the memory policy makes for it
+// (readMore).
 func (r *Reader) fill(need int) error {
-	if r.w-r.r >= need {
-		return nil
-	}
-	if r.bufp == nil {
-		if err := r.await(need); err != nil {
-			return err
-		}
-		if r.w >= need {
-			return nil
-		}
-	}
-	r.reserve(need)
-	n, err := r.readAtLeast((*r.bufp)[r.w:], need-(r.w-r.r))
-	r.w += n
-	return err
-}
-
-// await waits for the first bytes of a frame while the Reader holds nothing,
-// and takes a buffer for need bytes or more once some have arrived, so that a
-// Reader blocked on a quiet peer holds no buffer. A socket is read straight
-// into a buffer taken for each read attempt (sockSource); anything else is
-// read into the Reader's pad first.
-func (r *Reader) await(need int) error {
-	size := firstBufSize(need)
-	for empty := 0; ; {
+	waited := false
+	for empty := 0; r.w-r.r < need; {
 		if err := r.rerr; err != nil {
 			r.rerr = nil
 			return err
 		}
-		var n int
-		var err error
-		if r.sock != nil {
-			r.bufp, n, err = r.sock.read(size)
-		} else {
-			if n, err = r.src.Read(r.pad[:]); n < 0 || n > len(r.pad) {
-				return errInvalidRead
-			}
-			if n > 0 {
-				r.bufp = getBuf(size)
-				copy(*r.bufp, r.pad[:n])
-			}
+		if r.w > r.r && !waited && r.waits != nil {
+			r.waits() // more of a begun frame is needed: its clock starts
+			waited = true
 		}
-		r.w = n
+		n, err := r.readMore(need)
 		switch {
 		case n > 0:
+			empty = 0
 			r.keep(err)
-			return nil
 		case err != nil:
 			return err
-		}
-		if empty++; empty >= maxEmptyReads {
-			return io.ErrNoProgress
+		default:
+			if empty++; empty >= maxEmptyReads {
+				return io.ErrNoProgress
+			}
 		}
 	}
+	return nil
 }
 
-// reserve makes room in the buffer for need bytes from r.r on: it moves
-// what is buffered to the front, into a larger buffer if the frame needs
-// one.
-func (r *Reader) reserve(need int) {
-	buf := *r.bufp
-	if len(buf)-r.r >= need {
-		return
+// readMore reads from the source once, into the space the memory policy
+// makes for a frame that needs need bytes from r.r, and returns how many
+// bytes arrived. A stream socket is read directly (sockSource), so that the
+// Reader can keep no more than it holds while it waits; any other source's
+// Read blocks holding the space it was given, which makeRoom bounds.
+func (r *Reader) readMore(need int) (int, error) {
+	if r.sock != nil {
+		return r.sock.read(need)
 	}
-	if need > len(buf) {
-		nb := getBuf(need)
-		copy(*nb, buf[r.r:r.w])
-		putBuf(r.bufp)
-		r.bufp = nb
-	} else {
-		copy(buf, buf[r.r:r.w])
+	if r.bufp == nil {
+		// Hold no buffer while waiting for a frame: land the read in the
+		// pad, and take a buffer for the bytes that arrived.
+		n, err := r.src.Read(r.pad[:])
+		if n < 0 || n > len(r.pad) {
+			return 0, errInvalidRead
+		}
+		if n > 0 {
+			r.bufp = getBuf(firstBufSize)
+			r.w = copy(*r.bufp, r.pad[:n])
+		}
+		return n, err
 	}
-	r.w -= r.r
-	r.r = 0
+	r.makeRoom(need)
+	p := (*r.bufp)[r.w:]
+	n, err := r.src.Read(p)
+	if n < 0 || n > len(p) {
+		return 0, errInvalidRead
+	}
+	r.w += n
+	return n, err
 }
 
 // maxEmptyReads bounds the calls to a source that returns no data and no
@@ -517,10 +506,6 @@ var errInvalidRead = errors.New("jsonconn: source returned an invalid count from
 func (r *Reader) readAtLeast(p []byte, min int) (int, error) {
 	n := 0
 	for empty := 0; n < min; {
-		if err := r.rerr; err != nil {
-			r.rerr = nil
-			return n, err
-		}
 		m, err := r.src.Read(p[n:])
 		if m < 0 || m > len(p)-n {
 			return n, errInvalidRead

@@ -11,9 +11,9 @@ import (
 // source reads into the Reader's pad.
 type sockSource struct{}
 
-func newSockSource(io.Reader) *sockSource { return nil }
+func newSockSource(io.Reader, *Reader) *sockSource { return nil }
 
-func (*sockSource) read(int) (*[]byte, int, error) { panic("unreachable") }
+func (*sockSource) read(int) (int, error) { panic("unreachable") }
 
 // unixStream reports whether c carries a byte stream. Without Unix's
 // getsockopt, the network of its addresses tells: "unix" for a stream,
@@ -26,3 +26,8 @@ func unixStream(c *net.UnixConn) bool {
 	}
 	return true
 }
+
+// peerReset reports whether err says that the peer reset the connection.
+// Outside Unix systems the errors differ from system to system, so a reset
+// counts as another I/O error.
+func peerReset(error) bool { return false }

@@ -3,22 +3,22 @@
 package jsonconn
 
 import (
+	"errors"
 	"io"
 	"net"
 	"os"
 	"syscall"
 )
 
-// A sockSource reads a stream socket (see socketKind) for a Reader with
-// nothing buffered. It reads into a pooled buffer without blocking, and if
-// nothing has arrived gives the buffer back and waits for the socket to
+// A sockSource reads a stream socket (see socketKind) for a Reader. Each
+// read attempt reads, without blocking, into the space the Reader's memory
+// policy makes (sockSpace); if nothing has arrived, the Reader shrinks what
+// it holds to fit (sockPark) and the goroutine waits for the socket to
 // become readable through the runtime's network poller, as
-// (*net.TCPConn).Read does: one read system call brings in every byte that
-// has arrived, up to the buffer's size, and a Reader blocked on a quiet peer
-// holds no buffer.
-// Other sources read into the Reader's pad instead (padSize bytes), which
-// costs a second read system call whenever more than the pad holds is
-// waiting (a 4 KiB message after a drain, for one).
+// (*net.TCPConn).Read does. So one read system call brings in every byte
+// that has arrived, up to the space made, and a Reader parked on a quiet or
+// slow peer holds a buffer of the size of what it has received: none
+// between frames.
 //
 // Reads go through syscall.RawConn, so the conn's deadlines, Close and the
 // poller behave as they do for its own Read, and its read lock keeps them
@@ -31,15 +31,15 @@ type sockSource struct {
 	rc           syscall.RawConn
 	network      string // for errors, as the conn's own Read reports them
 	laddr, raddr net.Addr
+	r            *Reader // the Reader this reads for
 
 	// tryRead is s.tryReadFd, bound once: a closure made per read would
 	// escape to the heap through RawConn.Read and allocate every time.
 	tryRead func(fd uintptr) bool
 
-	// The arguments and results of tryRead, for one read at a time (the
+	// The argument and results of tryRead, for one read at a time (the
 	// Reader's).
-	size int
-	bufp *[]byte
+	need int
 	n    int
 	err  error
 }
@@ -60,10 +60,10 @@ func unixStream(c *net.UnixConn) bool {
 	return typ == syscall.SOCK_STREAM
 }
 
-// newSockSource returns a sockSource for src, which socketKind found to be a
-// stream socket, or nil if its descriptor cannot be had (a closed conn,
-// whose Read then reports that).
-func newSockSource(src io.Reader) *sockSource {
+// newSockSource returns a sockSource that reads src, which socketKind found
+// to be a stream socket, for r; or nil if its descriptor cannot be had (a
+// closed conn, whose Read then reports that).
+func newSockSource(src io.Reader, r *Reader) *sockSource {
 	c, ok := src.(interface {
 		net.Conn
 		SyscallConn() (syscall.RawConn, error)
@@ -79,20 +79,20 @@ func newSockSource(src io.Reader) *sockSource {
 	if _, ok := src.(*net.UnixConn); ok {
 		network = "unix"
 	}
-	s := &sockSource{rc: rc, network: network, laddr: c.LocalAddr(), raddr: c.RemoteAddr()}
+	s := &sockSource{rc: rc, network: network, laddr: c.LocalAddr(), raddr: c.RemoteAddr(), r: r}
 	s.tryRead = s.tryReadFd
 	return s
 }
 
-// read waits until the socket is readable or at its end, then reads into a
-// pooled buffer of at least size bytes. It returns the buffer with n >= 1
-// bytes in it, or a nil buffer and the error the conn's Read would have
-// returned: io.EOF at the end of the stream, or a *net.OpError.
-func (s *sockSource) read(size int) (bufp *[]byte, n int, err error) {
-	s.size = size
+// read waits until the socket is readable or at its end, then reads once
+// into the space the Reader makes for a frame that needs need bytes. It
+// returns n >= 1 bytes, or the error the conn's Read would have returned:
+// io.EOF at the end of the stream, or a *net.OpError.
+func (s *sockSource) read(need int) (n int, err error) {
+	s.need = need
 	err = s.rc.Read(s.tryRead)
-	bufp, n, rerr := s.bufp, s.n, s.err
-	s.bufp, s.err = nil, nil
+	n, rerr := s.n, s.err
+	s.n, s.err = 0, nil
 	if err != nil {
 		// A deadline, or the conn closed: the same error as its Read
 		// returns, which names the operation "read" rather than
@@ -101,32 +101,41 @@ func (s *sockSource) read(size int) (bufp *[]byte, n int, err error) {
 		if oe, ok := err.(*net.OpError); ok && oe.Op == "raw-read" {
 			oe.Op = "read"
 		}
-		return nil, 0, err
+		return 0, err
 	}
-	if rerr != nil || n <= 0 {
-		putBuf(bufp)
-		if rerr == nil {
-			return nil, 0, io.EOF
-		}
-		return nil, 0, &net.OpError{Op: "read", Net: s.network, Source: s.laddr, Addr: s.raddr, Err: os.NewSyscallError("read", rerr)}
+	if rerr != nil {
+		return 0, &net.OpError{Op: "read", Net: s.network, Source: s.laddr, Addr: s.raddr, Err: os.NewSyscallError("read", rerr)}
 	}
-	return bufp, n, nil
+	if n == 0 {
+		return 0, io.EOF
+	}
+	return n, nil
 }
 
-// tryReadFd is the RawConn.Read callback of read. It takes a pooled buffer
-// and reads into it without blocking; if nothing has arrived it gives the
-// buffer back and returns false, and the poller calls it again once the
-// socket is readable. So a Reader parked in the poller holds no buffer.
+// tryReadFd is the RawConn.Read callback of read: one read attempt, without
+// blocking. If nothing has arrived it lets the Reader shrink what it holds
+// and returns false, and the poller calls it again once the socket is
+// readable.
 func (s *sockSource) tryReadFd(fd uintptr) bool {
-	bufp := getBuf(s.size)
-	n, err := syscall.Read(int(fd), *bufp)
+	p, prev := s.r.sockSpace(s.need)
+	n, err := syscall.Read(int(fd), p)
 	for err == syscall.EINTR {
-		n, err = syscall.Read(int(fd), *bufp)
+		n, err = syscall.Read(int(fd), p)
 	}
 	if err == syscall.EAGAIN {
-		putBuf(bufp)
+		s.r.sockPark(prev)
 		return false
 	}
-	s.bufp, s.n, s.err = bufp, n, err
+	if n < 0 {
+		n = 0
+	}
+	s.r.sockTook(n, prev)
+	s.n, s.err = n, err
 	return true
+}
+
+// peerReset reports whether err says that the peer reset the connection or
+// closed it under a write: the peer's doing, not a fault of the connection.
+func peerReset(err error) bool {
+	return errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNABORTED)
 }
