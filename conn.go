@@ -104,11 +104,10 @@ func (c *Conn) closeNet(cause error) error {
 	if !c.netClosed.CompareAndSwap(false, true) {
 		return nil
 	}
-	err := c.conn.Close()
 	if c.hook != nil {
-		c.hook.ended(cause)
+		c.hook.ended(cause) // first: closing wakes the handler, which may ask why
 	}
-	return err
+	return c.conn.Close()
 }
 
 // broke reports to a served Conn's hook that an I/O error ended one side.

@@ -43,6 +43,18 @@ func await(t testing.TB, ch <-chan error) error {
 	}
 }
 
+// waitUntil polls cond until it holds, failing the test if it never does
+// within 30 s: for conditions no channel can tell, such as the state of
+// another goroutine or process.
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); !cond(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("never happened: %s", what)
+		}
+	}
+}
+
 // checkTimeout fails unless err is a timeout in every form callers test.
 func checkTimeout(t testing.TB, err error) {
 	t.Helper()

@@ -2,7 +2,9 @@ package jsonconn_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"expvar"
 	"fmt"
 	"io"
 	"log"
@@ -191,6 +193,57 @@ func ExampleServer() {
 	}
 	fmt.Println(reply)
 	// Output: map[echo:true hello:server]
+}
+
+// Publish a Server's counters with expvar, which serves them as JSON at
+// /debug/vars once the program serves HTTP with http.DefaultServeMux. A
+// Prometheus exporter or any other metrics system reads them the same way,
+// from Stats, with no dependency in jsonconn.
+func ExampleServer_Stats() {
+	srv := &jsonconn.Server{
+		Handler: jsonconn.HandlerFunc(func(ctx context.Context, c *jsonconn.Conn) {
+			var msg any
+			for c.Receive(&msg) == nil {
+			}
+		}),
+		FrameTimeout: 10 * time.Second,
+	}
+	// One map for the program's servers; Publish panics on a name taken.
+	vars, ok := expvar.Get("jsonconn").(*expvar.Map)
+	if !ok {
+		vars = expvar.NewMap("jsonconn")
+	}
+	vars.Set("api", expvar.Func(func() any { return srv.Stats() }))
+
+	ln, err := jsonconn.Listen("tcp", "127.0.0.1:0", nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	go srv.Serve(ln)
+	// Two clients: one breaks the protocol, one says hello and hangs up.
+	// Each reads until the server closes its connection.
+	raw, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		log.Fatal(err)
+	}
+	raw.Write([]byte("\x00\x00\x00\x05hello")) // not JSON
+	io.Copy(io.Discard, raw)
+	raw.Close()
+	c, err := jsonconn.Dial("tcp", ln.Addr().String(), nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	c.Send("hello")
+	c.CloseWrite()
+	c.ReadMessage() // io.EOF once the handler has returned
+	c.Close()
+	srv.Shutdown(context.Background())
+
+	var stats jsonconn.ServerStats
+	json.Unmarshal([]byte(vars.Get("api").String()), &stats)
+	fmt.Printf("accepted %d, open %d, peer closed %d, invalid JSON %d\n",
+		stats.Accepted, stats.Open, stats.PeerClosed, stats.InvalidJSON)
+	// Output: accepted 2, open 0, peer closed 1, invalid JSON 1
 }
 
 // Request/reply with net/rpc's JSON-RPC codec, unchanged, over framed JSON:

@@ -82,3 +82,22 @@ func (c *Conn) ReadsSocket() bool { return c.r.sock != nil }
 // HasReadPad reports whether c has the pad that reads from sources other
 // than a socket land in while nothing is buffered.
 func (c *Conn) HasReadPad() bool { return c.r.pad != nil }
+
+// LogLimiterAllows runs a fresh log limiter over lines at the given times,
+// and returns which were let through and how many dropped lines each
+// reported.
+func LogLimiterAllows(at []time.Time) (ok []bool, dropped []int) {
+	var l logLimiter
+	for _, now := range at {
+		o, d := l.allow(now)
+		ok, dropped = append(ok, o), append(dropped, d)
+	}
+	return ok, dropped
+}
+
+// LogBurst and LogRate are the limits of the Server's log of ended
+// connections.
+const (
+	LogBurst = logBurst
+	LogRate  = logRate
+)

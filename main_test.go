@@ -13,6 +13,10 @@ import (
 // outlives the tests: a Conn must start none, and every test goroutine must
 // end once its conns are closed.
 func TestMain(m *testing.M) {
+	if spec := os.Getenv(peersEnv); spec != "" {
+		runHostilePeers(spec) // a child process of hostile_test.go
+		return
+	}
 	code := m.Run()
 	if code == 0 {
 		if leaks := leakedGoroutines(10 * time.Second); leaks != "" {

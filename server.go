@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"runtime"
@@ -62,6 +63,22 @@ type Server struct {
 	// not count. Zero means no timeout.
 	IdleTimeout time.Duration
 
+	// FrameTimeout bounds how long the rest of a frame may take to arrive
+	// once its first byte has. A peer that sends part of a frame and then
+	// stalls, or drips it, is disconnected: the Conn is closed and the read
+	// returns an error matching net.ErrClosed, as with IdleTimeout. Like
+	// IdleTimeout it counts only time spent inside reads: the clock starts
+	// when a read needs more of a frame whose first bytes have arrived (so
+	// bytes of the next frame that arrived with the previous message start
+	// no clock while the handler is busy), keeps running across read
+	// timeouts, and stops when the message is delivered or the stream ends.
+	// It applies during Shutdown's drain too, so a peer holding half a frame
+	// cannot hold Shutdown up. A peer that sends nothing is not affected.
+	// The two compose: an IdleTimeout of 5 minutes with a FrameTimeout of
+	// 10 seconds lets a client stay quiet between messages, but not sit on
+	// half of one. Zero means no timeout.
+	FrameTimeout time.Duration
+
 	// WriteTimeout, if positive, bounds the time each message written to a
 	// served Conn may take: its write deadline is the earlier of the
 	// handler's own (SetWriteDeadline, SetDeadline) and the message's start
@@ -69,10 +86,17 @@ type Server struct {
 	// and its later one never extends a message past WriteTimeout. A peer
 	// that does not read gets a timeout (see ErrPending) instead of a handler
 	// blocked forever. Messages written concurrently are then sent one at a
-	// time, each under its own deadline, rather than coalesced.
+	// time, each under its own deadline, rather than coalesced; a
+	// WriteBatch counts as one message.
 	WriteTimeout time.Duration
 
-	// Logger receives accept errors and handler panics. Nil means
+	// Logger receives accept errors (at level Warn) and a line for each
+	// connection that ended, with its cause (see ServerStats): at level
+	// Error with the stack for a handler that panicked, Warn for a timeout,
+	// a protocol violation or an I/O error, Debug for the rest. The lines
+	// for ended connections are rate-limited, so that a flood of hostile
+	// peers cannot flood the log: a burst of 100, then 10 a second; a line
+	// that follows dropped ones says how many were dropped. Nil means
 	// slog.Default().
 	Logger *slog.Logger
 
@@ -93,6 +117,8 @@ type Server struct {
 
 	inShutdown    atomic.Bool
 	listenerGroup sync.WaitGroup // Serve calls running
+	stats         serverStats
+	endLog        logLimiter // the log of ended connections
 
 	// mu guards the fields below. A servedConn's own mu may be taken while
 	// it is held, never the other way round.
@@ -198,9 +224,16 @@ func (srv *Server) Serve(l net.Listener) error {
 		if slots != nil {
 			select {
 			case slots <- struct{}{}:
-			case <-done:
-				rw.Close()
-				return ErrServerClosed
+			default:
+				start := time.Now()
+				select {
+				case slots <- struct{}{}:
+				case <-done:
+					rw.Close()
+					return ErrServerClosed
+				}
+				srv.stats.waits.Add(1)
+				srv.stats.waitNanos.Add(int64(time.Since(start)))
 			}
 		}
 		c, ok := rw.(*Conn)
@@ -233,15 +266,19 @@ func (srv *Server) Serve(l net.Listener) error {
 func (srv *Server) serveConn(ctx context.Context, sc *servedConn, slots chan struct{}) {
 	c := sc.c
 	defer func() {
-		if p := recover(); p != nil {
-			buf := make([]byte, 64<<10)
-			buf = buf[:runtime.Stack(buf, false)]
-			srv.logger().Error("jsonconn: panic serving connection", "remote", c.RemoteAddr(), "panic", p, "stack", string(buf))
+		p := recover()
+		var stack []byte
+		if p != nil {
+			stack = make([]byte, 64<<10)
+			stack = stack[:runtime.Stack(stack, false)]
 		}
 		c.Close() // also cancels ctx
 		if srv.ConnState != nil {
 			srv.ConnState(c, StateClosed)
 		}
+		cause, err := sc.endCause(p != nil)
+		srv.stats.ended[cause].Add(1)
+		srv.logEnd(c, cause, err, p, stack)
 		srv.endConn(sc)
 		if slots != nil {
 			<-slots
@@ -299,6 +336,7 @@ func (srv *Server) Close() error {
 	srv.mu.Lock()
 	err := srv.closeDoneLocked()
 	for sc := range srv.conns {
+		sc.stopped.Store(true)
 		sc.c.Close()
 	}
 	srv.mu.Unlock()
@@ -382,6 +420,7 @@ func (srv *Server) startConn(sc *servedConn) bool {
 		srv.conns = make(map[*servedConn]struct{})
 	}
 	srv.conns[sc] = struct{}{}
+	srv.stats.accepted.Add(1)
 	return true
 }
 
@@ -422,9 +461,9 @@ func (l *onceCloseListener) Close() error {
 // Conn, which pays a nil check at each of the points below and nothing more.
 // Its one implementation is servedConn.
 //
-// The Conn calls readBegin and readEnd under its read lock, writeBegin under
-// its write lock, and the others under no lock of its own. An implementation
-// may take its own locks there, but none of the Conn's.
+// The Conn calls readBegin and readEnd under its read lock, writeBegin and
+// writeEnd under its write lock, and the others under no lock of its own.
+// An implementation may take its own locks there, but none of the Conn's.
 type connHook interface {
 	// readBegin is called before a read of the Conn's Reader. A non-nil
 	// error is returned by the read instead.
@@ -436,8 +475,10 @@ type connHook interface {
 	readEnd(err error) (_ error, again bool)
 
 	// writeBegin is called before each write of the Conn's Writer: a
-	// message, a batch, a Flush or the flush of CloseWrite.
+	// message, a batch, a Flush or the flush of CloseWrite; writeEnd after
+	// it, with its error as the Writer returned it.
 	writeBegin()
+	writeEnd(err error)
 
 	// coalesce reports whether concurrent writers may share one write.
 	coalesce() bool
@@ -449,110 +490,187 @@ type connHook interface {
 	// ended is told when the Conn is closed or breaks, with the cause: nil
 	// for Close, the peer's violation of the protocol, the I/O error that
 	// broke a side, or the reason a Server gave for closing it. It may be
-	// told more than once; the first call counts.
+	// told more than once; the first non-nil cause counts.
 	ended(cause error)
 }
 
 // A servedConn is a Server's state for one connection it serves: the
-// handler's context, the idle timer, the graceful drain and the write
-// timeout, kept out of the Conn as net/http keeps its timers and state in
-// its unexported conn and connReader rather than in the net.Conn.
+// handler's context, the idle and frame clocks, the graceful drain, the
+// write timeout and what ended the connection, kept out of the Conn as
+// net/http keeps its timers and state in its unexported conn and connReader
+// rather than in the net.Conn.
+//
+// The read path runs on atomics alone: a read takes no lock unless Shutdown
+// is draining the connection.
 type servedConn struct {
 	srv    *Server
 	c      *Conn
 	cancel context.CancelFunc // cancels the handler's context
-	idle   *time.Timer        // nil without IdleTimeout; runs idleExpired
-	gone   atomic.Bool        // ended has run
+	clock  *time.Timer        // nil without IdleTimeout and FrameTimeout; runs expired
 
-	// mu guards the fields below. It is taken under the Conn's rmu or wmu
-	// and under the Server's mu, never the other way round.
+	reading     atomic.Bool  // a read of the Reader is under way
+	draining    atomic.Bool  // Shutdown began: no read waits for a new message
+	interrupted atomic.Bool  // drain set a past read deadline to wake a read
+	idleAt      atomic.Int64 // when the idle clock runs out, in Unix ns; 0 when stopped
+	frameAt     atomic.Int64 // when the frame clock runs out, in Unix ns; 0 when stopped
+
+	// What the handler's reads saw and who closed the Conn, for endCause.
+	gone    atomic.Bool // ended has been told
+	sawEOF  atomic.Bool // a read returned io.EOF
+	drained atomic.Bool // a read returned ErrServerClosed
+	stopped atomic.Bool // Server.Close closed the Conn
+
+	// mu guards the fields below, and orders drain's wake-up with the reads
+	// it wakes. It is taken under the Conn's rmu or wmu and under the
+	// Server's mu, never the other way round.
 	mu          sync.Mutex
-	reading     bool      // a read of the Reader is under way
-	draining    bool      // Shutdown began: no read waits for a new message
-	interrupted bool      // drain set a past read deadline to wake the read
-	idleAt      time.Time // when the armed idle timer expires; zero when disarmed
 	rdeadline   time.Time // the read deadline the handler set
 	wdeadline   time.Time // the write deadline the handler set
 	msgDeadline time.Time // WriteTimeout's deadline for the message being written
+	cause       error     // the first non-nil cause ended was told
 }
 
 // newServedConn attaches a Server's state to c, whose handler's context
 // cancel cancels. It runs before c reaches anyone else.
 func (srv *Server) newServedConn(c *Conn, cancel context.CancelFunc) *servedConn {
 	sc := &servedConn{srv: srv, c: c, cancel: cancel}
-	if srv.IdleTimeout > 0 {
-		sc.idle = time.AfterFunc(time.Hour, sc.idleExpired)
-		sc.idle.Stop()
+	if srv.IdleTimeout > 0 || srv.FrameTimeout > 0 {
+		sc.clock = time.AfterFunc(time.Hour, sc.expired)
+		sc.clock.Stop()
+	}
+	if srv.FrameTimeout > 0 {
+		c.r.waits = sc.frameBegun
 	}
 	c.hook = sc
 	return sc
 }
 
 // readBegin starts the idle clock, unless an earlier read that timed out
-// left it running, and refuses to wait for a new message during a drain.
+// left it running. During a drain, a read that would wait for a new message
+// returns ErrServerClosed instead.
 func (sc *servedConn) readBegin() error {
-	sc.mu.Lock()
-	defer sc.mu.Unlock()
-	if sc.draining && sc.c.r.wouldWait() {
-		sc.disarmIdleLocked()
-		return ErrServerClosed
+	sc.reading.Store(true)
+	// drain stores draining before it loads reading, and this does the
+	// opposite, so a read either sees the drain here or is woken by it.
+	if sc.draining.Load() {
+		if err := sc.drainingRead(); err != nil {
+			return err
+		}
 	}
-	sc.reading = true
-	if sc.idle != nil && sc.idleAt.IsZero() && !sc.gone.Load() {
-		sc.idleAt = time.Now().Add(sc.srv.IdleTimeout)
-		sc.idle.Reset(sc.srv.IdleTimeout)
+	if d := sc.srv.IdleTimeout; d > 0 && sc.idleAt.Load() == 0 && !sc.gone.Load() {
+		sc.idleAt.Store(time.Now().Add(d).UnixNano())
+		sc.setClock()
 	}
 	return nil
 }
 
-// readEnd stops the idle clock once a message has arrived or the stream has
-// ended; a timeout leaves it running, so that a handler polling with short
-// deadlines does not reset it. A read that drain woke is told to go on with
-// the frame it had started, under the handler's deadline again, or, between
-// frames, returns ErrServerClosed.
-func (sc *servedConn) readEnd(err error) (error, bool) {
+// drainingRead decides a read that begins during a drain: it returns
+// ErrServerClosed if the read would wait for a new message, and nil to let
+// it finish the frame it has begun or deliver what is buffered.
+func (sc *servedConn) drainingRead() error {
 	sc.mu.Lock()
 	defer sc.mu.Unlock()
-	if sc.interrupted {
-		sc.interrupted = false
-		sc.c.conn.SetReadDeadline(sc.rdeadline)
-		if isTimeout(err) {
+	sc.restoreLocked() // a wake-up that came after the read it meant to wake
+	if !sc.c.r.wouldWait() {
+		return nil
+	}
+	sc.reading.Store(false)
+	sc.stopClocks()
+	sc.drained.Store(true)
+	return ErrServerClosed
+}
+
+// frameBegun is the Reader's waits callback: a read needs more of a frame
+// whose first bytes have arrived, so the frame clock starts, unless it runs
+// already.
+func (sc *servedConn) frameBegun() {
+	if sc.frameAt.Load() == 0 && !sc.gone.Load() {
+		sc.frameAt.Store(time.Now().Add(sc.srv.FrameTimeout).UnixNano())
+		sc.setClock()
+	}
+}
+
+// readEnd stops the clocks once a message has arrived or the stream has
+// ended; a timeout leaves them running, so that a handler polling with
+// short deadlines does not reset them. A read that drain woke is told to go
+// on with the frame it had begun, under the handler's deadline again, or,
+// between frames, returns ErrServerClosed.
+func (sc *servedConn) readEnd(err error) (error, bool) {
+	if sc.interrupted.Load() {
+		sc.mu.Lock()
+		woken := sc.restoreLocked()
+		if woken && isTimeout(err) {
 			if !sc.c.r.wouldWait() {
+				sc.mu.Unlock()
 				return nil, true // the read had begun a frame: let it finish
 			}
 			err = ErrServerClosed
 		}
+		sc.mu.Unlock()
 	}
-	sc.reading = false
-	if err == nil || !isTimeout(err) {
-		sc.disarmIdleLocked()
+	sc.reading.Store(false)
+	switch {
+	case err == nil:
+		sc.stopClocks()
+	case isTimeout(err):
+	default:
+		sc.stopClocks()
+		if err == io.EOF {
+			sc.sawEOF.Store(true)
+		} else if errors.Is(err, ErrServerClosed) {
+			sc.drained.Store(true)
+		}
 	}
 	return err, false
 }
 
-// disarmIdleLocked stops the idle clock.
-func (sc *servedConn) disarmIdleLocked() {
-	if sc.idle != nil && !sc.idleAt.IsZero() {
-		sc.idleAt = time.Time{}
-		sc.idle.Stop()
+// restoreLocked puts back the handler's read deadline if drain replaced it
+// with a past one, and reports whether it did.
+func (sc *servedConn) restoreLocked() bool {
+	if !sc.interrupted.Load() {
+		return false
+	}
+	sc.interrupted.Store(false)
+	sc.c.conn.SetReadDeadline(sc.rdeadline)
+	return true
+}
+
+// setClock sets the timer to the earlier of the idle and frame clocks. Only
+// the goroutine reading the Conn starts and stops the clocks.
+func (sc *servedConn) setClock() {
+	at := sc.idleAt.Load()
+	if f := sc.frameAt.Load(); f != 0 && (at == 0 || f < at) {
+		at = f
+	}
+	sc.clock.Reset(time.Until(time.Unix(0, at)))
+}
+
+// stopClocks stops the idle and frame clocks.
+func (sc *servedConn) stopClocks() {
+	if sc.idleAt.Load() != 0 || sc.frameAt.Load() != 0 {
+		sc.idleAt.Store(0)
+		sc.frameAt.Store(0)
+		sc.clock.Stop()
 	}
 }
 
-// idleExpired runs when the idle timer fires, and closes the Conn if a read
-// has been waiting since it was armed. The check makes a stale firing (a
-// message completed at the same moment) harmless.
-func (sc *servedConn) idleExpired() {
-	sc.mu.Lock()
-	expired := !sc.idleAt.IsZero() && !time.Now().Before(sc.idleAt)
-	sc.mu.Unlock()
-	if expired {
+// expired runs when the timer fires, and closes the Conn if a clock has run
+// out. The check makes a stale firing (a message completed at the same
+// moment) harmless.
+func (sc *servedConn) expired() {
+	now := time.Now().UnixNano()
+	if at := sc.idleAt.Load(); at != 0 && now >= at {
 		sc.c.closeNet(errIdleTimeout)
+	} else if at := sc.frameAt.Load(); at != 0 && now >= at {
+		sc.c.closeNet(errFrameTimeout)
 	}
 }
 
-// errIdleTimeout is the cause a Server gives for closing a connection whose
-// read waited IdleTimeout for a whole message.
-var errIdleTimeout = errors.New("jsonconn: idle timeout")
+// The causes a Server gives for closing a connection itself.
+var (
+	errIdleTimeout  = errors.New("jsonconn: idle timeout")
+	errFrameTimeout = errors.New("jsonconn: frame timeout")
+)
 
 // drain makes the Conn's reads return ErrServerClosed instead of waiting for
 // a new message, and wakes a read under way with a past deadline. Messages
@@ -563,9 +681,9 @@ var errIdleTimeout = errors.New("jsonconn: idle timeout")
 func (sc *servedConn) drain() {
 	sc.mu.Lock()
 	defer sc.mu.Unlock()
-	sc.draining = true
-	if sc.reading && !sc.interrupted {
-		sc.interrupted = true
+	sc.draining.Store(true)
+	if sc.reading.Load() && !sc.interrupted.Load() {
+		sc.interrupted.Store(true)
 		sc.c.conn.SetReadDeadline(aLongTimeAgo)
 	}
 }
@@ -581,9 +699,21 @@ func (sc *servedConn) writeBegin() {
 	}
 	sc.mu.Lock()
 	defer sc.mu.Unlock()
-	now := time.Now()
-	sc.msgDeadline = now.Add(sc.srv.WriteTimeout)
+	sc.msgDeadline = time.Now().Add(sc.srv.WriteTimeout)
 	sc.c.conn.SetWriteDeadline(earlier(sc.wdeadline, sc.msgDeadline))
+}
+
+// writeEnd counts a write that WriteTimeout cut short.
+func (sc *servedConn) writeEnd(err error) {
+	if err == nil || sc.srv.WriteTimeout <= 0 || !isTimeout(err) {
+		return
+	}
+	sc.mu.Lock()
+	cut := !time.Now().Before(sc.msgDeadline)
+	sc.mu.Unlock()
+	if cut {
+		sc.srv.stats.writeTimeouts.Add(1)
+	}
 }
 
 // coalesce lets concurrent writers share a write only without WriteTimeout,
@@ -591,7 +721,7 @@ func (sc *servedConn) writeBegin() {
 func (sc *servedConn) coalesce() bool { return sc.srv.WriteTimeout <= 0 }
 
 // setDeadline records the handler's deadlines and applies them: a read
-// deadline unless drain's past one is waking the read (readEnd puts the
+// deadline unless drain's past one is waking a read (which puts the
 // handler's back), a write deadline no later than the one WriteTimeout gave
 // the message being written.
 func (sc *servedConn) setDeadline(t time.Time, read, write bool) error {
@@ -600,7 +730,7 @@ func (sc *servedConn) setDeadline(t time.Time, read, write bool) error {
 	var err error
 	if read {
 		sc.rdeadline = t
-		if !sc.interrupted {
+		if !sc.interrupted.Load() {
 			err = sc.c.conn.SetReadDeadline(t)
 		}
 	}
@@ -626,15 +756,221 @@ func earlier(a, b time.Time) time.Time {
 	return a
 }
 
-// ended cancels the handler's context and stops the idle timer, so that a
-// closed Conn is not kept alive by it. A clean end of stream is no end: the
-// peer may have half-closed and wait for replies.
-func (sc *servedConn) ended(error) {
-	if !sc.gone.CompareAndSwap(false, true) {
+// ended records the first cause, and the first time cancels the handler's
+// context and stops the clocks' timer, so that a closed Conn is not kept
+// alive by it. A clean end of stream is no end: the peer may have
+// half-closed and wait for replies.
+func (sc *servedConn) ended(cause error) {
+	sc.mu.Lock()
+	if sc.cause == nil {
+		sc.cause = cause
+	}
+	sc.mu.Unlock()
+	if sc.gone.Swap(true) {
 		return
 	}
-	if sc.idle != nil {
-		sc.idle.Stop()
+	if sc.clock != nil {
+		sc.clock.Stop()
 	}
 	sc.cancel()
+}
+
+// endCause tells why the connection ended, once its handler has returned:
+// the first that applies of a handler panic, the cause the Conn reported
+// (a timeout, a violation, an I/O error), Shutdown or Close, the peer's end
+// of the stream, and otherwise the handler's own return.
+func (sc *servedConn) endCause(panicked bool) (endCause, error) {
+	sc.mu.Lock()
+	cause := sc.cause
+	sc.mu.Unlock()
+	switch {
+	case panicked:
+		return endPanic, nil
+	case cause == errIdleTimeout:
+		return endIdleTimeout, nil
+	case cause == errFrameTimeout:
+		return endFrameTimeout, nil
+	case errors.Is(cause, ErrFrameTooLarge):
+		return endFrameTooLarge, cause
+	case errors.Is(cause, ErrInvalidJSON):
+		return endInvalidJSON, cause
+	case errors.Is(cause, io.ErrUnexpectedEOF), peerReset(cause):
+		return endPeerClosed, cause
+	case cause != nil:
+		return endIOError, cause
+	case sc.stopped.Load(), sc.drained.Load():
+		return endShutdown, nil
+	case sc.sawEOF.Load():
+		return endPeerClosed, nil
+	}
+	return endHandlerReturned, nil
+}
+
+// An endCause is why a served connection ended, as ServerStats counts it.
+type endCause int
+
+const (
+	endHandlerReturned endCause = iota
+	endPeerClosed
+	endIdleTimeout
+	endFrameTimeout
+	endFrameTooLarge
+	endInvalidJSON
+	endIOError
+	endShutdown
+	endPanic
+	numEndCauses
+)
+
+var endCauseNames = [numEndCauses]string{
+	endHandlerReturned: "handler returned",
+	endPeerClosed:      "peer closed",
+	endIdleTimeout:     "idle timeout",
+	endFrameTimeout:    "frame timeout",
+	endFrameTooLarge:   "frame too large",
+	endInvalidJSON:     "invalid JSON",
+	endIOError:         "I/O error",
+	endShutdown:        "shutdown",
+	endPanic:           "handler panic",
+}
+
+// serverStats holds a Server's counters: atomics, so that counting costs no
+// lock and nothing per message.
+type serverStats struct {
+	accepted      atomic.Int64
+	waits         atomic.Int64
+	waitNanos     atomic.Int64
+	ended         [numEndCauses]atomic.Int64
+	writeTimeouts atomic.Int64
+}
+
+// ServerStats is a snapshot of a Server's counters, returned by
+// Server.Stats. Like database/sql's DBStats it holds plain values, ready to
+// publish with expvar (see the example) or to copy into another metrics
+// system's gauges and counters. The counts run from the Server's first
+// Serve call and never go back.
+type ServerStats struct {
+	MaxConns int // Server.MaxConns: the most connections served at once; 0 for no bound
+
+	Open     int   // connections being served now
+	Accepted int64 // connections accepted and served, in all
+
+	// Accepted connections that waited for a slot at MaxConns, and the time
+	// they waited in all.
+	WaitCount    int64
+	WaitDuration time.Duration
+
+	// Connections that ended, by cause. Each counts once, under the first
+	// of these that applies: a handler panic; a cause the Server saw end
+	// the connection (a timeout, a protocol violation, a read or write
+	// error); Shutdown or Close; the peer's end of the stream; the
+	// handler's return.
+	HandlerPanics  int64 // the handler panicked
+	IdleTimeouts   int64 // IdleTimeout passed with no whole message
+	FrameTimeouts  int64 // FrameTimeout passed before the rest of a frame
+	FramesTooLarge int64 // the peer announced a frame over the cap
+	InvalidJSON    int64 // the peer sent a payload that is not JSON
+	IOErrors       int64 // a read or write failed otherwise
+	Shutdowns      int64 // Shutdown stopped its reads, or Close closed it
+	PeerClosed     int64 // the peer ended its stream, reset the connection, or closed it mid-frame
+	Returned       int64 // the handler returned with the connection sound
+
+	// Events that do not end a connection by themselves.
+	WriteTimeouts int64 // writes that WriteTimeout cut short
+}
+
+// Stats returns a snapshot of the server's counters. It takes the server's
+// lock once, to count the open connections; the counters themselves cost
+// the message path nothing.
+func (srv *Server) Stats() ServerStats {
+	srv.mu.Lock()
+	open := len(srv.conns)
+	srv.mu.Unlock()
+	st := &srv.stats
+	return ServerStats{
+		MaxConns:       srv.MaxConns,
+		Open:           open,
+		Accepted:       st.accepted.Load(),
+		WaitCount:      st.waits.Load(),
+		WaitDuration:   time.Duration(st.waitNanos.Load()),
+		HandlerPanics:  st.ended[endPanic].Load(),
+		IdleTimeouts:   st.ended[endIdleTimeout].Load(),
+		FrameTimeouts:  st.ended[endFrameTimeout].Load(),
+		FramesTooLarge: st.ended[endFrameTooLarge].Load(),
+		InvalidJSON:    st.ended[endInvalidJSON].Load(),
+		IOErrors:       st.ended[endIOError].Load(),
+		Shutdowns:      st.ended[endShutdown].Load(),
+		PeerClosed:     st.ended[endPeerClosed].Load(),
+		Returned:       st.ended[endHandlerReturned].Load(),
+		WriteTimeouts:  st.writeTimeouts.Load(),
+	}
+}
+
+// logEnd logs that the connection c ended, and why: at level Error with the
+// stack for a panic, Warn for a cause a hostile or broken peer can bring
+// about, Debug for the rest. The lines share one rate limit.
+func (srv *Server) logEnd(c *Conn, cause endCause, err error, panicked any, stack []byte) {
+	level := slog.LevelDebug
+	switch cause {
+	case endPanic:
+		level = slog.LevelError
+	case endIdleTimeout, endFrameTimeout, endFrameTooLarge, endInvalidJSON, endIOError:
+		level = slog.LevelWarn
+	}
+	l := srv.logger()
+	ctx := context.Background()
+	if !l.Enabled(ctx, level) {
+		return
+	}
+	ok, dropped := srv.endLog.allow(time.Now())
+	if !ok {
+		return
+	}
+	attrs := []any{"remote", c.RemoteAddr(), "cause", endCauseNames[cause]}
+	if err != nil {
+		attrs = append(attrs, "err", err)
+	}
+	if dropped > 0 {
+		attrs = append(attrs, "dropped", dropped)
+	}
+	if cause == endPanic {
+		attrs = append(attrs, "panic", panicked, "stack", string(stack))
+		l.Log(ctx, level, "jsonconn: panic serving connection", attrs...)
+		return
+	}
+	l.Log(ctx, level, "jsonconn: connection ended", attrs...)
+}
+
+// A logLimiter is a token bucket for log lines: a burst of logBurst, then
+// logRate a second.
+type logLimiter struct {
+	mu      sync.Mutex
+	tokens  float64
+	last    time.Time
+	dropped int
+}
+
+const (
+	logBurst = 100
+	logRate  = 10
+)
+
+// allow reports whether a line may be logged at now, and how many were
+// dropped since the last one that was.
+func (l *logLimiter) allow(now time.Time) (ok bool, dropped int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.last.IsZero() {
+		l.tokens = logBurst
+	} else {
+		l.tokens = min(logBurst, l.tokens+now.Sub(l.last).Seconds()*logRate)
+	}
+	l.last = now
+	if l.tokens < 1 {
+		l.dropped++
+		return false, 0
+	}
+	l.tokens--
+	dropped, l.dropped = l.dropped, 0
+	return true, dropped
 }

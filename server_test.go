@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -1070,5 +1071,293 @@ func TestServerShutdownKeepsEndOfStream(t *testing.T) {
 	}
 	if err := await(t, shutdown); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestServerFrameTimeout checks what FrameTimeout cuts off, and what it
+// leaves alone.
+func TestServerFrameTimeout(t *testing.T) {
+	t.Parallel()
+	const ft = 300 * time.Millisecond
+
+	t.Run("a stalled frame is cut off", func(t *testing.T) {
+		t.Parallel()
+		errs := make(chan error, 1)
+		srv := &jsonconn.Server{FrameTimeout: ft, IdleTimeout: time.Hour, Handler: jsonconn.HandlerFunc(func(ctx context.Context, c *jsonconn.Conn) {
+			_, err := c.ReadMessage()
+			errs <- err
+		})}
+		addr, _ := startServer(t, srv, "tcp")
+		raw := rawDial(t, addr)
+		if _, err := raw.Write(frame(`"stalls"`)[:6]); err != nil {
+			t.Fatal(err)
+		}
+		if err := await(t, errs); !errors.Is(err, net.ErrClosed) {
+			t.Fatalf("the stalled read ended with %v, want net.ErrClosed", err)
+		}
+		awaitStats(t, srv, "a frame timeout", func(s jsonconn.ServerStats) bool { return s.FrameTimeouts == 1 && s.IdleTimeouts == 0 })
+	})
+
+	t.Run("a quiet peer is left alone", func(t *testing.T) {
+		t.Parallel()
+		srv := &jsonconn.Server{FrameTimeout: ft, Handler: echo}
+		addr, _ := startServer(t, srv, "tcp")
+		c := dial(t, "tcp", addr)
+		time.Sleep(5 * ft) // quiet for five times FrameTimeout
+		if err := c.Send("still here"); err != nil {
+			t.Fatal(err)
+		}
+		var got string
+		if err := c.Receive(&got); err != nil || got != "still here" {
+			t.Fatalf("after a quiet spell: %q, %v", got, err)
+		}
+		if s := srv.Stats(); s.FrameTimeouts != 0 {
+			t.Fatalf("a quiet peer counted a frame timeout: %+v", s)
+		}
+	})
+
+	t.Run("buffered bytes start no clock while the handler is busy", func(t *testing.T) {
+		t.Parallel()
+		reading := make(chan struct{})
+		got := make(chan error, 1)
+		srv := &jsonconn.Server{FrameTimeout: ft, Handler: jsonconn.HandlerFunc(func(ctx context.Context, c *jsonconn.Conn) {
+			if _, err := c.ReadMessage(); err != nil {
+				got <- err
+				return
+			}
+			time.Sleep(4 * ft) // busy, with half the next frame buffered
+			close(reading)
+			_, err := c.ReadMessage()
+			got <- err
+		})}
+		addr, _ := startServer(t, srv, "tcp")
+		raw := rawDial(t, addr)
+		second := frame(`"second"`)
+		if _, err := raw.Write(append(frame(`"first"`), second[:6]...)); err != nil {
+			t.Fatal(err)
+		}
+		<-reading
+		if _, err := raw.Write(second[6:]); err != nil {
+			t.Fatal(err)
+		}
+		if err := await(t, got); err != nil {
+			t.Fatalf("the frame whose start arrived while the handler was busy: %v", err)
+		}
+	})
+
+	t.Run("Shutdown does not wait for a stalled frame", func(t *testing.T) {
+		t.Parallel()
+		started := make(chan struct{})
+		errs := make(chan error, 1)
+		srv := &jsonconn.Server{FrameTimeout: ft, Handler: jsonconn.HandlerFunc(func(ctx context.Context, c *jsonconn.Conn) {
+			close(started)
+			_, err := c.ReadMessage()
+			errs <- err
+		})}
+		addr, _ := startServer(t, srv, "tcp")
+		raw := rawDial(t, addr)
+		<-started
+		if _, err := raw.Write(frame(`"half"`)[:5]); err != nil {
+			t.Fatal(err)
+		}
+		awaitParked(t, 1)
+		ctx, cancel := context.WithTimeout(context.Background(), hangTimeout)
+		defer cancel()
+		if err := srv.Shutdown(ctx); err != nil {
+			t.Fatalf("Shutdown with a stalled frame = %v, want nil once FrameTimeout cut it", err)
+		}
+		if err := await(t, errs); !errors.Is(err, net.ErrClosed) {
+			t.Fatalf("the stalled read ended with %v, want net.ErrClosed", err)
+		}
+		if s := srv.Stats(); s.FrameTimeouts != 1 {
+			t.Fatalf("stats after Shutdown: %+v, want one frame timeout", s)
+		}
+	})
+}
+
+// rawDial connects a plain TCP conn to addr, closed when the test ends.
+func rawDial(t *testing.T, addr string) net.Conn {
+	t.Helper()
+	raw, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw.SetDeadline(time.Now().Add(hangTimeout))
+	t.Cleanup(func() { raw.Close() })
+	return raw
+}
+
+// awaitStats waits until srv's stats satisfy ok.
+func awaitStats(t *testing.T, srv *jsonconn.Server, what string, ok func(jsonconn.ServerStats) bool) {
+	t.Helper()
+	waitUntil(t, what+" in the stats", func() bool { return ok(srv.Stats()) })
+}
+
+// awaitParked waits until at least n reads are parked on their sockets in
+// the process.
+func awaitParked(t *testing.T, n int) {
+	t.Helper()
+	waitUntil(t, fmt.Sprintf("%d reads parked", n), func() bool { return parkedSocketReads() >= n })
+}
+
+// TestServerStatsCountEachEnd checks that each way a connection can end is
+// counted once, under its own cause, and logged with it.
+func TestServerStatsCountEachEnd(t *testing.T) {
+	t.Parallel()
+	readOne := func(ctx context.Context, c *jsonconn.Conn) { c.ReadMessage() }
+	for _, tc := range []struct {
+		name    string
+		srv     *jsonconn.Server                // nil for a zero Server
+		wrap    func(net.Listener) net.Listener // if set, what the Server serves
+		peer    func(t *testing.T, raw net.Conn, srv *jsonconn.Server)
+		count   func(jsonconn.ServerStats) int64
+		logged  string // in the log line, if set
+		handler func(ctx context.Context, c *jsonconn.Conn)
+	}{
+		{name: "handler returned", handler: func(context.Context, *jsonconn.Conn) {},
+			count: func(s jsonconn.ServerStats) int64 { return s.Returned }},
+		{name: "peer closed", handler: readOne,
+			peer:  func(t *testing.T, raw net.Conn, _ *jsonconn.Server) { raw.(*net.TCPConn).CloseWrite() },
+			count: func(s jsonconn.ServerStats) int64 { return s.PeerClosed }},
+		{name: "peer closed mid-frame", handler: readOne,
+			peer: func(t *testing.T, raw net.Conn, _ *jsonconn.Server) {
+				raw.Write([]byte{0, 0})
+				raw.(*net.TCPConn).CloseWrite()
+			},
+			count: func(s jsonconn.ServerStats) int64 { return s.PeerClosed }},
+		{name: "idle timeout", srv: &jsonconn.Server{IdleTimeout: 100 * time.Millisecond}, handler: readOne,
+			count: func(s jsonconn.ServerStats) int64 { return s.IdleTimeouts }, logged: `cause="idle timeout"`},
+		{name: "frame timeout", srv: &jsonconn.Server{FrameTimeout: 100 * time.Millisecond}, handler: readOne,
+			peer:  func(t *testing.T, raw net.Conn, _ *jsonconn.Server) { raw.Write([]byte{0, 0}) },
+			count: func(s jsonconn.ServerStats) int64 { return s.FrameTimeouts }, logged: `cause="frame timeout"`},
+		{name: "frame too large", handler: readOne,
+			peer:  func(t *testing.T, raw net.Conn, _ *jsonconn.Server) { raw.Write([]byte{0xff, 0xff, 0xff, 0xff}) },
+			count: func(s jsonconn.ServerStats) int64 { return s.FramesTooLarge }, logged: `cause="frame too large"`},
+		{name: "invalid JSON", handler: readOne,
+			peer:  func(t *testing.T, raw net.Conn, _ *jsonconn.Server) { raw.Write(frame(`{"a":`)) },
+			count: func(s jsonconn.ServerStats) int64 { return s.InvalidJSON }, logged: `cause="invalid JSON"`},
+		{name: "reset", handler: readOne,
+			peer: func(t *testing.T, raw net.Conn, _ *jsonconn.Server) {
+				raw.Write([]byte{0, 0})
+				raw.(*net.TCPConn).SetLinger(0)
+				raw.Close()
+			},
+			count: func(s jsonconn.ServerStats) int64 { return s.PeerClosed }},
+		{name: "shutdown", handler: readOne,
+			peer: func(t *testing.T, raw net.Conn, srv *jsonconn.Server) {
+				awaitStats(t, srv, "the connection served", func(s jsonconn.ServerStats) bool { return s.Open == 1 })
+				srv.Shutdown(context.Background())
+			},
+			count: func(s jsonconn.ServerStats) int64 { return s.Shutdowns }},
+		{name: "close", handler: readOne,
+			peer: func(t *testing.T, raw net.Conn, srv *jsonconn.Server) {
+				awaitStats(t, srv, "the connection served", func(s jsonconn.ServerStats) bool { return s.Open == 1 })
+				srv.Close()
+			},
+			count: func(s jsonconn.ServerStats) int64 { return s.Shutdowns }},
+		{name: "handler panic", handler: func(context.Context, *jsonconn.Conn) { panic("boom") },
+			count: func(s jsonconn.ServerStats) int64 { return s.HandlerPanics }, logged: "boom"},
+		{name: "I/O error", handler: readOne,
+			wrap:  func(ln net.Listener) net.Listener { return failingListener{ln} },
+			count: func(s jsonconn.ServerStats) int64 { return s.IOErrors }, logged: `cause="I/O error"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var log syncBuffer
+			srv := tc.srv
+			if srv == nil {
+				srv = new(jsonconn.Server)
+			}
+			srv.Logger = quietLogger(&log)
+			srv.Handler = jsonconn.HandlerFunc(tc.handler)
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			served := ln
+			if tc.wrap != nil {
+				served = tc.wrap(ln)
+			}
+			serving := async(func() error { return srv.Serve(served) })
+			t.Cleanup(func() {
+				srv.Close()
+				if err := await(t, serving); !errors.Is(err, jsonconn.ErrServerClosed) {
+					t.Errorf("Serve = %v, want ErrServerClosed", err)
+				}
+			})
+			raw := rawDial(t, ln.Addr().String())
+			if tc.peer != nil {
+				tc.peer(t, raw, srv)
+			}
+			awaitStats(t, srv, "the connection's end", func(s jsonconn.ServerStats) bool { return s.Accepted == 1 && s.Open == 0 })
+			s := srv.Stats()
+			ends := s.Returned + s.PeerClosed + s.IdleTimeouts + s.FrameTimeouts + s.FramesTooLarge +
+				s.InvalidJSON + s.IOErrors + s.Shutdowns + s.HandlerPanics
+			if tc.count(s) != 1 || ends != 1 {
+				t.Errorf("stats %+v: want the one connection counted once, under %s", s, tc.name)
+			}
+			if tc.logged != "" && !strings.Contains(log.String(), tc.logged) {
+				t.Errorf("the log does not say %s:\n%s", tc.logged, log.String())
+			}
+		})
+	}
+}
+
+// TestServerStatsMaxConnsWaits checks that a connection that waits for a
+// slot at MaxConns is counted, with its wait.
+func TestServerStatsMaxConnsWaits(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	srv := &jsonconn.Server{MaxConns: 1, Handler: jsonconn.HandlerFunc(func(ctx context.Context, c *jsonconn.Conn) {
+		<-release
+	})}
+	addr, _ := startServer(t, srv, "tcp")
+	rawDial(t, addr)
+	awaitStats(t, srv, "the first connection served", func(s jsonconn.ServerStats) bool { return s.Open == 1 })
+	rawDial(t, addr) // waits for the slot
+	time.Sleep(50 * time.Millisecond)
+	close(release)
+	awaitStats(t, srv, "both connections served and ended", func(s jsonconn.ServerStats) bool { return s.Accepted == 2 && s.Open == 0 })
+	if s := srv.Stats(); s.WaitCount != 1 || s.WaitDuration <= 0 || s.MaxConns != 1 {
+		t.Fatalf("stats %+v: want one wait at MaxConns 1, of some duration", s)
+	}
+}
+
+// failingListener accepts conns whose reads fail with errDiskOnFire.
+type failingListener struct{ net.Listener }
+
+var errDiskOnFire = errors.New("disk on fire")
+
+func (l failingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return failingConn{c}, nil
+}
+
+type failingConn struct{ net.Conn }
+
+func (failingConn) Read([]byte) (int, error) { return 0, errDiskOnFire }
+
+// TestServerLogLimiter checks the rate limit on the log of ended
+// connections: a burst, then the rate, and the count of dropped lines on
+// the next line let through.
+func TestServerLogLimiter(t *testing.T) {
+	t.Parallel()
+	start := time.Unix(1000, 0)
+	var at []time.Time
+	for range jsonconn.LogBurst + 50 { // a flood, all at once
+		at = append(at, start)
+	}
+	at = append(at, start.Add(time.Second/jsonconn.LogRate)) // one token later
+	ok, dropped := jsonconn.LogLimiterAllows(at)
+	for i := range jsonconn.LogBurst + 50 {
+		if want := i < jsonconn.LogBurst; ok[i] != want || dropped[i] != 0 {
+			t.Fatalf("line %d of the flood: let through %t (dropped %d), want %t", i, ok[i], dropped[i], want)
+		}
+	}
+	if last := len(at) - 1; !ok[last] || dropped[last] != 50 {
+		t.Fatalf("the line after the flood: let through %t, reporting %d dropped; want true and 50", ok[last], dropped[last])
 	}
 }

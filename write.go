@@ -38,8 +38,7 @@ func (c *Conn) Send(v any) error {
 // WriteBatch sends each element of msgs as one message, in order, as
 // Writer.WriteBatch does, and returns how many messages were committed. The
 // checks run before the write lock is taken, and the batch is never
-// interleaved with another goroutine's frames. A Server's WriteTimeout
-// applies to the batch as a whole.
+// interleaved with another goroutine's frames.
 func (c *Conn) WriteBatch(msgs [][]byte) (int, error) {
 	if err := c.w.checkBatch(msgs); err != nil {
 		return 0, err
@@ -98,16 +97,19 @@ func (c *Conn) write(f func() (int, error)) (int, error) {
 }
 
 // writeLocked runs f, a write of c.w, unless c is closed; a served Conn's
-// hook is told first (it sets the write deadline). It returns f's error
-// unchanged: the caller passes it through writeError.
+// hook is told before (it sets the write deadline) and after. It returns
+// f's error unchanged: the caller passes it through writeError.
 func (c *Conn) writeLocked(f func() (int, error)) (int, error) {
 	if c.closed.Load() {
 		return 0, c.opError("write", net.ErrClosed)
 	}
-	if c.hook != nil {
-		c.hook.writeBegin()
+	if c.hook == nil {
+		return f()
 	}
-	return f()
+	c.hook.writeBegin()
+	n, err := f()
+	c.hook.writeEnd(err)
+	return n, err
 }
 
 // writeError maps an error from the Writer: once the wrapped conn is closed,
@@ -150,8 +152,8 @@ func (c *Conn) writeError(err error) error {
 // queued writers of that batch get errWritePanicked and the next batch goes
 // on; the panic continues in the sender.
 //
-// A Server with a WriteTimeout sets a deadline per message, so its hook
-// stops its Conns from batching: each sender sends its own message alone and
+// A hook that sets a write deadline per message stops its Conn from
+// batching (connHook.coalesce): each sender sends its own message alone and
 // hands over.
 
 // A writeReq is a message queued for the sender.

@@ -413,16 +413,6 @@ func TestWriterEmptyBatch(t *testing.T) {
 
 // Coalescing concurrent writers.
 
-// waitUntil polls cond until it holds, failing the test if it never does.
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(30 * time.Second); !cond(); time.Sleep(time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("never happened: %s", what)
-		}
-	}
-}
-
 // queueWriters has a writer send lead over c, whose peer is rawPeer, and
 // waits until the first byte of its frame reaches the peer: the writer is
 // then sending, with the queue taken. It then queues one writer for each of

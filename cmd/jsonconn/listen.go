@@ -38,11 +38,12 @@ printed on stderr, which tells the port of ":0".`)
 	maxConns := fs.Int("max-conns", 256, "the most connections served at once (more wait to be accepted); 0 means no limit")
 	writeTimeout := fs.Duration("write-timeout", 10*time.Second, "how long a message may take to send before its peer is disconnected; 0 means forever")
 	idleTimeout := fs.Duration("idle-timeout", 0, "how long a peer may take to send its next message before it is disconnected; 0 means forever")
+	frameTimeout := fs.Duration("frame-timeout", 30*time.Second, "how long a peer may take to send the rest of a message it has begun before it is\ndisconnected; 0 means forever")
 	ep, status, ok := fs.parseEndpoint(args, maxFrame)
 	if !ok {
 		return status
 	}
-	if *maxConns < 0 || *writeTimeout < 0 || *idleTimeout < 0 {
+	if *maxConns < 0 || *writeTimeout < 0 || *idleTimeout < 0 || *frameTimeout < 0 {
 		return fs.usageError("-max-conns and the timeouts must not be negative")
 	}
 	ctx, signalStatus, stop := interrupts(e, "listen")
@@ -65,6 +66,7 @@ printed on stderr, which tells the port of ":0".`)
 		MaxConns:     *maxConns,
 		WriteTimeout: *writeTimeout,
 		IdleTimeout:  *idleTimeout,
+		FrameTimeout: *frameTimeout,
 		Logger:       slog.New(slog.NewTextHandler(e.stderr, nil)),
 		Handler: jsonconn.HandlerFunc(func(ctx context.Context, c *jsonconn.Conn) {
 			id := peers.add(c)
@@ -143,7 +145,7 @@ func serveListenConn(c *jsonconn.Conn, out *printer, id int, echo bool) string {
 	case errors.Is(err, jsonconn.ErrServerClosed):
 		return "shutting down"
 	case errors.Is(err, net.ErrClosed):
-		return "disconnected" // by broadcast, which said why
+		return "disconnected" // by broadcast or a timeout, which said why
 	}
 	return err.Error()
 }

@@ -571,6 +571,24 @@ func TestListenAndDial(t *testing.T) {
 	}
 }
 
+// TestListenFrameTimeout checks that listen cuts off a peer that stalls in
+// the middle of a message, after -frame-timeout, and says why.
+func TestListenFrameTimeout(t *testing.T) {
+	t.Parallel()
+	l := start(t, strings.NewReader(""), "listen", "-frame-timeout", "200ms", "127.0.0.1:0")
+	addr := awaitOutput(t, l.stderr, `listening on (127\.0\.0\.1:\d+)\n`)
+	raw, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	if _, err := raw.Write(frame(`"stalled"`)[:6]); err != nil {
+		t.Fatal(err)
+	}
+	awaitOutput(t, l.stderr, `cause="frame timeout"`)
+	awaitOutput(t, l.stderr, `conn 1: closed: disconnected\n`)
+}
+
 // TestListenSendsStdinToPeers checks listen without -echo: stdin lines go
 // to every connected peer, and a bad one is reported and skipped.
 func TestListenSendsStdinToPeers(t *testing.T) {
