@@ -72,7 +72,7 @@ live progress line.`)
 
 	fmt.Fprintf(e.stdout, "\nthroughput: %d connection(s) sending %d-byte messages to the echo server for %v\n", *conns, size, *duration)
 	l := &load{network: "tcp", address: addr, cfg: cfg, size: int(size), conns: *conns,
-		duration: *duration, echo: true, dialTimeout: 10 * time.Second}
+		duration: *duration, echo: true, window: 16, dialTimeout: 10 * time.Second}
 	return l.report(ctx, e, "demo", signalStatus)
 }
 

@@ -25,15 +25,20 @@ the first line read after the peer closed, which it reports as not sent.`)
 	policy := badFlag(fs)
 	timeout := fs.Duration("timeout", 10*time.Second, "how long to wait for the connection to be set up")
 	wait := fs.Duration("wait", 0, "once stdin has ended, how long to wait for the peer to close before exiting; 0 means\nuntil it does")
+	tlsf := tlsClientFlags(fs)
 	ep, status, ok := fs.parseEndpoint(args, maxFrame)
 	if !ok {
 		return status
+	}
+	tlsConfig, err := tlsf.config()
+	if err != nil {
+		return fs.usageError("%v", err)
 	}
 
 	ctx, signalStatus, stop := interrupts(e, "dial")
 	defer stop()
 	dctx, cancel := context.WithTimeout(ctx, *timeout)
-	d := jsonconn.Dialer{Config: ep.cfg}
+	d := jsonconn.Dialer{Config: ep.cfg, TLSConfig: tlsConfig}
 	c, err := d.DialConn(dctx, ep.network, ep.address)
 	cancel()
 	if err != nil {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -39,6 +40,7 @@ printed on stderr, which tells the port of ":0".`)
 	writeTimeout := fs.Duration("write-timeout", 10*time.Second, "how long a message may take to send before its peer is disconnected; 0 means forever")
 	idleTimeout := fs.Duration("idle-timeout", 0, "how long a peer may take to send its next message before it is disconnected; 0 means forever")
 	frameTimeout := fs.Duration("frame-timeout", 30*time.Second, "how long a peer may take to send the rest of a message it has begun before it is\ndisconnected; 0 means forever")
+	tlsf := tlsServerFlags(fs)
 	ep, status, ok := fs.parseEndpoint(args, maxFrame)
 	if !ok {
 		return status
@@ -46,14 +48,22 @@ printed on stderr, which tells the port of ":0".`)
 	if *maxConns < 0 || *writeTimeout < 0 || *idleTimeout < 0 || *frameTimeout < 0 {
 		return fs.usageError("-max-conns and the timeouts must not be negative")
 	}
+	tlsConfig, err := tlsf.config()
+	if err != nil {
+		return fs.usageError("%v", err)
+	}
 	ctx, signalStatus, stop := interrupts(e, "listen")
 	defer stop()
 
-	ln, err := jsonconn.Listen(ep.network, ep.address, ep.cfg)
+	ln, err := net.Listen(ep.network, ep.address)
 	if err != nil {
 		fmt.Fprintf(e.stderr, "jsonconn listen: %v\n", err)
 		return exitError
 	}
+	if tlsConfig != nil {
+		ln = tls.NewListener(ln, tlsConfig)
+	}
+	ln = jsonconn.NewListener(ln, ep.cfg)
 	if ep.network == "unix" {
 		atForcedExit(func() { os.Remove(ep.address) }) // Close would have
 	}

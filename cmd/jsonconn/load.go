@@ -3,9 +3,11 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
+	"math/bits"
 	"net"
 	"os"
 	"strconv"
@@ -21,19 +23,26 @@ import (
 // A load is a throughput run: conns connections, each sending messages of
 // size bytes as fast as the peer takes them, until count messages have gone
 // (0: no limit) or duration has passed (0: no limit). With echo, each
-// connection also reads every message back and checks it is the one it
-// sent; without, it shuts down its sending side at the end and waits for the
-// peer to close, so that the run counts only messages the peer has read.
+// connection keeps at most window messages in flight, reads every message
+// back, checks it is the one it sent and times its round trip; without, it
+// sends as fast as the peer reads, shuts down its sending side at the end
+// and waits for the peer to close, so that the run counts only messages the
+// peer has read.
 type load struct {
 	network, address string
 	cfg              *jsonconn.Config
+	tls              *tls.Config
 	size, conns      int
 	count            int64
 	duration         time.Duration
 	echo             bool
+	window           int
 	dialTimeout      time.Duration
 
 	sent, received atomic.Int64 // messages, across connections
+
+	mu  sync.Mutex
+	rtt histogram // round trips, merged from the connections' own
 }
 
 // minLoadSize is the smallest message a load can send: the JSON object it
@@ -78,7 +87,7 @@ func (l *load) run(ctx context.Context, interval time.Duration, tick func(done i
 			c.Close()
 		}
 	}()
-	d := jsonconn.Dialer{NetDialer: &net.Dialer{Timeout: l.dialTimeout}, Config: l.cfg}
+	d := jsonconn.Dialer{NetDialer: &net.Dialer{Timeout: l.dialTimeout}, Config: l.cfg, TLSConfig: l.tls}
 	for range l.conns {
 		c, err := d.DialConn(ctx, l.network, l.address)
 		if err != nil {
@@ -149,6 +158,11 @@ func (l *load) done() int64 {
 // the peer to return or read what it sent and close.
 const drain = 10 * time.Second
 
+// stopWrites bounds how long a write blocked on a peer that stopped reading
+// goes on once the run has ended, so that -duration and a signal end the
+// run within about a second.
+const stopWrites = time.Second
+
 // drive runs one connection: it sends quota messages (or, for a negative
 // quota, until ctx is done), shuts down its sending side, and reads until
 // the peer closes, checking that each message came back with echo. An echo
@@ -157,18 +171,43 @@ const drain = 10 * time.Second
 // fails closes c, which ends the other, and reports; a c closed by run (a
 // signal) ends both without error.
 func (l *load) drive(ctx context.Context, c *jsonconn.Conn, id int, quota int64) error {
-	// A write blocked on a peer that stopped reading ends within drain of
-	// the end of the run.
-	defer context.AfterFunc(ctx, func() { c.SetWriteDeadline(time.Now().Add(drain)) })()
+	defer context.AfterFunc(ctx, func() { c.SetWriteDeadline(time.Now().Add(stopWrites)) })()
 	var sent atomic.Int64
-	var g errgroup.Group
+	// With echo, a slot per message in flight: the sender takes one before
+	// each message, the receiver gives it back with the echo. sentAt[n %
+	// window] is when message n left; the receiver reads it before it gives
+	// the slot back, so the sender cannot overwrite it first.
+	var slots chan struct{}
+	var sentAt []time.Time
+	if l.echo {
+		slots = make(chan struct{}, l.window)
+		sentAt = make([]time.Time, l.window)
+	}
+	// gctx also ends when the receiver fails, which frees a sender that
+	// waits for a slot no echo will give back.
+	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
 		m := newLoadMessage(l.size)
-		for n := int64(0); n != quota && ctx.Err() == nil; n++ {
+		for n := int64(0); n != quota; n++ {
+			if slots != nil {
+				select {
+				case slots <- struct{}{}:
+				case <-gctx.Done():
+				}
+			}
+			if gctx.Err() != nil {
+				break
+			}
 			m.set(n)
+			if sentAt != nil {
+				sentAt[n%int64(l.window)] = time.Now()
+			}
 			if _, err := c.Write(m); errors.Is(err, net.ErrClosed) {
 				return nil
 			} else if err != nil {
+				if ctx.Err() != nil && isTimeout(err) {
+					break // cut short by stopWrites at the end of the run
+				}
 				c.Close()
 				return fmt.Errorf("conn %d: sending: %w", id, err)
 			}
@@ -185,7 +224,7 @@ func (l *load) drive(ctx context.Context, c *jsonconn.Conn, id int, quota int64)
 		return nil
 	})
 	g.Go(func() error {
-		err := l.receive(c, id, &sent)
+		err := l.receive(c, id, &sent, slots, sentAt)
 		if err != nil {
 			c.Close()
 		}
@@ -194,10 +233,22 @@ func (l *load) drive(ctx context.Context, c *jsonconn.Conn, id int, quota int64)
 	return g.Wait()
 }
 
-// receive reads what the peer of connection id sends until it closes, and
-// with echo checks that message n is the n'th sent.
-func (l *load) receive(c *jsonconn.Conn, id int, sent *atomic.Int64) error {
+// isTimeout reports whether err is a deadline that struck.
+func isTimeout(err error) bool {
+	return errors.Is(err, os.ErrDeadlineExceeded)
+}
+
+// receive reads what the peer of connection id sends until it closes. With
+// echo it checks that message n is the n'th sent, times its round trip from
+// sentAt, and gives its slot back.
+func (l *load) receive(c *jsonconn.Conn, id int, sent *atomic.Int64, slots chan struct{}, sentAt []time.Time) error {
 	want := newLoadMessage(l.size)
+	var rtt histogram
+	defer func() {
+		l.mu.Lock()
+		l.rtt.merge(&rtt)
+		l.mu.Unlock()
+	}()
 	n := int64(0)
 	err := receive(c, func(msg []byte) error {
 		if !l.echo {
@@ -207,6 +258,8 @@ func (l *load) receive(c *jsonconn.Conn, id int, sent *atomic.Int64) error {
 		if !bytes.Equal(msg, want) {
 			return fmt.Errorf("message %d came back changed: %.80s", n, msg)
 		}
+		rtt.add(time.Since(sentAt[n%int64(l.window)]))
+		<-slots
 		n++
 		l.received.Add(1)
 		return nil
@@ -220,6 +273,60 @@ func (l *load) receive(c *jsonconn.Conn, id int, sent *atomic.Int64) error {
 		return fmt.Errorf("conn %d: the peer did not close within %v of the last message", id, drain)
 	}
 	return fmt.Errorf("conn %d: %w", id, err)
+}
+
+// A histogram counts durations in buckets of about 3% of their value, so
+// that percentiles of millions of round trips cost a fixed 16 KiB. Bucket
+// (e, s) holds the durations whose nanoseconds have their top bit at e and
+// the next five bits equal to s.
+type histogram struct {
+	counts [64][32]int64
+	n      int64
+	max    time.Duration
+}
+
+func (h *histogram) add(d time.Duration) {
+	ns := max(int64(d), 1)
+	e := bits.Len64(uint64(ns)) - 1
+	s := 0
+	if e >= 5 {
+		s = int(ns>>(e-5)) & 31
+	} else {
+		s = int(ns<<(5-e)) & 31
+	}
+	h.counts[e][s]++
+	h.n++
+	h.max = max(h.max, d)
+}
+
+func (h *histogram) merge(o *histogram) {
+	for e := range h.counts {
+		for s := range h.counts[e] {
+			h.counts[e][s] += o.counts[e][s]
+		}
+	}
+	h.n += o.n
+	h.max = max(h.max, o.max)
+}
+
+// quantile returns the upper edge of the bucket that holds the q'th
+// quantile, 0 <= q <= 1.
+func (h *histogram) quantile(q float64) time.Duration {
+	rank := int64(q*float64(h.n-1)) + 1
+	for e := range h.counts {
+		for s, c := range h.counts[e] {
+			if rank -= c; rank <= 0 {
+				var upper int64
+				if e >= 5 {
+					upper = int64(32+s+1) << (e - 5)
+				} else {
+					upper = int64(32+s+1) >> (5 - e)
+				}
+				return min(time.Duration(upper), h.max)
+			}
+		}
+	}
+	return h.max
 }
 
 // A meter prints a live progress line on stderr: rewritten in place with
@@ -291,6 +398,14 @@ func (l *load) summary(elapsed time.Duration) string {
 	if secs <= 0 {
 		secs = 1e-9
 	}
-	return fmt.Sprintf("%d messages of %d bytes %s over %d connection(s) in %.2fs: %.0f msg/s, %.1f MB/s of payload",
+	line := fmt.Sprintf("%d messages of %d bytes %s over %d connection(s) in %.2fs: %.0f msg/s, %.1f MB/s of payload",
 		n, l.size, how, l.conns, secs, float64(n)/secs, float64(n)*float64(l.size)/secs/1e6)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.echo && l.rtt.n > 0 {
+		r := func(d time.Duration) time.Duration { return d.Round(time.Microsecond) }
+		line += fmt.Sprintf("\nround trips, %d in flight per connection: p50 %v, p90 %v, p99 %v, max %v",
+			l.window, r(l.rtt.quantile(0.5)), r(l.rtt.quantile(0.9)), r(l.rtt.quantile(0.99)), r(l.rtt.max))
+	}
+	return line
 }

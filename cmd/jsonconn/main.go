@@ -8,6 +8,7 @@
 //	jsonconn listen [flags] ADDR   accept connections, print their messages, answer them
 //	jsonconn demo [flags]          an echo server and client on loopback, then a throughput run
 //	jsonconn bench [flags] ADDR    a load generator against a running server
+//	jsonconn check [flags] ADDR    a conformance suite for any framed-JSON echo peer
 //	jsonconn help [COMMAND]        this text, or a command's flags
 //
 // ADDR is host:port for TCP (":7000" listens on every interface) or
@@ -29,9 +30,10 @@
 // Exit status:
 //
 //	0    success: stdin ended and the peer closed, or the run finished
-//	1    a connection or I/O error, or a peer broke the protocol
+//	1    a connection or I/O error, a peer broke the protocol, or (check) a case failed
 //	2    a usage error: an unknown command or flag, a bad ADDR or value
 //	3    dial: a stdin line was refused (not JSON, or over the cap); the others were sent
+//	4    check: the peer could not be reached at all
 //	130  stopped by SIGINT, after a clean shutdown (listen runs until a signal)
 //	143  stopped by SIGTERM, after a clean shutdown
 package main
@@ -46,10 +48,11 @@ import (
 
 // Exit statuses. exitStatuses describes every one.
 const (
-	exitOK       = 0
-	exitError    = 1
-	exitUsage    = 2
-	exitBadInput = 3
+	exitOK          = 0
+	exitError       = 1
+	exitUsage       = 2
+	exitBadInput    = 3
+	exitUnreachable = 4
 )
 
 // exitStatuses is the one table of the command's exit statuses. help prints
@@ -60,9 +63,10 @@ var exitStatuses = []struct {
 	meaning string
 }{
 	{exitOK, "success: stdin ended and the peer closed, or the run finished"},
-	{exitError, "a connection or I/O error, or a peer broke the protocol"},
+	{exitError, "a connection or I/O error, a peer broke the protocol, or (check) a case failed"},
 	{exitUsage, "a usage error: an unknown command or flag, a bad ADDR or value"},
 	{exitBadInput, "dial: a stdin line was refused (not JSON, or over the cap); the others were sent"},
+	{exitUnreachable, "check: the peer could not be reached at all"},
 	{128 + int(syscall.SIGINT), "stopped by SIGINT, after a clean shutdown (listen runs until a signal)"},
 	{128 + int(syscall.SIGTERM), "stopped by SIGTERM, after a clean shutdown"},
 }
@@ -105,7 +109,8 @@ func init() {
 		{"dial", "connect to ADDR; send stdin lines as messages, print the messages received", runDial},
 		{"listen", "accept connections on ADDR; print their messages; answer them or send stdin lines", runListen},
 		{"demo", "run an echo server and a client on loopback, then measure throughput", runDemo},
-		{"bench", "generate load against a server at ADDR and report its throughput", runBench},
+		{"bench", "generate load against a server at ADDR and report its throughput and latency", runBench},
+		{"check", "check the echo peer at ADDR against the protocol, case by case", runCheck},
 		{"help", "show this overview, or the flags of a command", runHelp},
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -684,6 +685,59 @@ func TestBenchDetectsACorruptingServer(t *testing.T) {
 	p := expect(t, exitError, "", "bench", "-count", "1000000", "-size", "64", ts.addr)
 	if !strings.Contains(p.stderr.String(), "conn 1: message 49 came back changed") {
 		t.Errorf("stderr = %q, want the changed message reported", p.stderr)
+	}
+}
+
+// TestBenchWindow checks that with -echo each connection keeps at most
+// -window messages in flight: against a server that reads but holds every
+// echo back, bench sends exactly the window, and then waits.
+func TestBenchWindow(t *testing.T) {
+	t.Parallel()
+	const window = 5
+	var mu sync.Mutex
+	got := 0
+	quit := make(chan struct{})
+	addr := rawServer(t, func(c net.Conn) {
+		r := jsonconn.NewReader(c, nil)
+		for {
+			if _, err := r.ReadMessage(); err != nil {
+				return
+			}
+			mu.Lock()
+			got++
+			mu.Unlock()
+		}
+	})
+	t.Cleanup(func() { close(quit) })
+	b := start(t, nil, "bench", "-window", strconv.Itoa(window), "-count", "1000", "-size", "64", addr)
+	defer b.stdin.Close()
+	received := func() int { mu.Lock(); defer mu.Unlock(); return got }
+	for deadline := time.Now().Add(hang); received() < window; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the server received %d messages, want the window of %d", received(), window)
+		}
+	}
+	// Had bench sent past its window, the surplus would be here by now;
+	// a negative check can only wait a while.
+	time.Sleep(300 * time.Millisecond)
+	if n := received(); n != window {
+		t.Fatalf("bench sent %d messages with no echo back, want the window of %d", n, window)
+	}
+	b.cmd.Process.Signal(syscall.SIGINT)
+	if status := b.wait(); status != 130 {
+		t.Errorf("bench exited %d after SIGINT, want 130", status)
+	}
+}
+
+// TestBenchLatency checks that bench with -echo reports round-trip
+// percentiles.
+func TestBenchLatency(t *testing.T) {
+	t.Parallel()
+	ts := serve(t, "tcp", nil, echo)
+	p := expect(t, exitOK, "", "bench", "-count", "2000", "-conns", "2", "-size", "64", ts.addr)
+	re := `round trips, 16 in flight per connection: p50 [\d.]+[µm]?s, p90 [\d.]+[µm]?s, p99 [\d.]+[µm]?s, max [\d.]+[µm]?s\n`
+	if !regexp.MustCompile(re).MatchString(p.stdout.String()) {
+		t.Errorf("stdout = %q, want the round trips' percentiles", p.stdout)
 	}
 }
 

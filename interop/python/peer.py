@@ -2,9 +2,14 @@
 the Go interop tests and as a reference for Python users: each frame is a
 4-byte big-endian length and one JSON value (docs/protocol.md).
 
-Usage: python3 peer.py HOST PORT
+Usage:
+  python3 peer.py HOST PORT             connect to HOST:PORT
+  python3 peer.py --listen HOST PORT    listen on HOST:PORT (PORT 0: any free
+                                        port), print "listening on HOST:PORT"
 
-It connects, then answers every message with its own re-encoding of it.
+Either way it answers every message with its own re-encoding of it, on every
+connection, and waits for each answer to be taken (writer.drain()) before it
+reads the next message, so that a peer that does not read is pushed back.
 Two commands let a test see it send a broken frame:
   {"cmd":"oversize"}  sends a header one byte over the cap;
   {"cmd":"invalid"}   sends a frame that is not JSON.
@@ -44,8 +49,21 @@ def frame(body):
     return struct.pack(">I", len(body)) + body
 
 
-async def serve(host, port):
+async def connect(host, port):
     reader, writer = await asyncio.open_connection(host, port)
+    await serve(reader, writer)
+
+
+async def listen(host, port):
+    server = await asyncio.start_server(serve, host, port)
+    addr = server.sockets[0].getsockname()
+    print(f"listening on {addr[0]}:{addr[1]}", flush=True)
+    async with server:
+        await server.serve_forever()
+
+
+async def serve(reader, writer):
+    """Answers the messages of one connection until it ends."""
     try:
         while True:
             try:
@@ -80,4 +98,7 @@ async def serve(host, port):
 
 
 if __name__ == "__main__":
-    asyncio.run(serve(sys.argv[1], int(sys.argv[2])))
+    if sys.argv[1] == "--listen":
+        asyncio.run(listen(sys.argv[2], int(sys.argv[3])))
+    else:
+        asyncio.run(connect(sys.argv[1], int(sys.argv[2])))
