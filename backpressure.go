@@ -75,13 +75,22 @@ const (
 
 // makeRoom makes free space at the end of the buffer for the next read of a
 // frame that needs need bytes from r.r, from a source whose Read blocks
-// holding the space it is given. What is buffered moves to the front if
-// that frees space; a buffer full of the frame moves to the next size
-// class, but no larger than the frame's own. So a Reader blocked in Read
-// holds at most max(firstBufSize, 2k) bytes for the k bytes it has.
+// holding the space it is given. A buffer larger than the bound for what it
+// holds (a large frame's, with the start of the next frame in it) gives its
+// bytes to a smaller one; what is buffered moves to the front if that frees
+// space; a buffer full of the frame moves to the next size class, but no
+// larger than the frame's own. So a Reader blocked in Read holds at most
+// max(firstBufSize, 2k) bytes for the k bytes it has.
 func (r *Reader) makeRoom(need int) {
 	buf := *r.bufp
+	held := r.w - r.r
 	switch {
+	case len(buf) > max(firstBufSize, 2*held):
+		nb := getBuf(max(firstBufSize, held+1))
+		copy(*nb, buf[r.r:r.w])
+		putBuf(r.bufp)
+		r.bufp, r.r, r.w = nb, 0, held
+		return
 	case r.w < len(buf):
 		return
 	case r.r > 0:

@@ -214,59 +214,22 @@ func TestReaderHoldsWhatArrived(t *testing.T) {
 	}
 }
 
-// TestConnParkedMidFrameHoldsWhatArrived checks the memory policy for a
-// stream socket on a Unix system, read directly: a Conn parked on the k
-// bytes it has of a frame announcing 256 KiB holds a buffer of fewer than
-// 2k bytes (24 at least, as the runtime allocates 20), as the live heap
-// shows.
-func TestConnParkedMidFrameHoldsWhatArrived(t *testing.T) {
-	// Not parallel: it reads the process-wide heap.
-	if runtime.GOOS == "windows" || runtime.GOOS == "plan9" || runtime.GOOS == "js" || runtime.GOOS == "wasip1" {
-		t.Skip("sockets are read directly on Unix systems only")
+// TestReaderShedsALargeBufferBeforeBlocking: after a large frame whose read
+// brought in the start of the next one, a Reader over a source that blocks
+// in Read keeps the next frame's few bytes within the bound, not in the
+// large frame's buffer.
+func TestReaderShedsALargeBufferBeforeBlocking(t *testing.T) {
+	t.Parallel()
+	big := `"` + strings.Repeat("b", 200<<10) + `"`
+	stream := append(frame(big), frame(`{"next":"frame"}`)[:11]...)
+	r := jsonconn.NewReader(&stallSource{data: stream, chunk: 64 << 10}, nil)
+	if m, err := r.ReadMessage(); err != nil || len(m) != len(big) {
+		t.Fatalf("first message: %d bytes, %v", len(m), err)
 	}
-	const pairs = 256
-	// The first rounds warm the runtime up (goroutine descriptors, poller
-	// state), which later rounds reuse; they are not measured.
-	const warmups = 2
-	for round, k := range []int{0, 0, 0, 1, 100, 1000, 20 << 10, 100 << 10} {
-		raw := make([][2]net.Conn, pairs)
-		for i := range raw {
-			a, b := tcpPair(t)
-			raw[i] = [2]net.Conn{a, b}
-		}
-		conns := make([]*jsonconn.Conn, pairs)
-		for i, r := range raw {
-			conns[i] = jsonconn.New(r[1], nil)
-			if !conns[i].ReadsSocket() {
-				t.Fatal("the Conn does not read its socket directly")
-			}
-		}
-		before := liveHeap()
-		frame := append(binary.BigEndian.AppendUint32(nil, jsonconn.DefaultMaxFrameSize), bytes.Repeat([]byte(" "), k)...)
-		done := make(chan error, pairs)
-		for i, c := range conns {
-			if _, err := raw[i][0].Write(frame); err != nil {
-				t.Fatal(err)
-			}
-			go func() { _, err := c.ReadMessage(); done <- err }()
-		}
-		waitUntil(t, fmt.Sprintf("%d readers parked", pairs), func() bool { return parkedSocketReads() >= pairs })
-		perConn := (liveHeap() - before) / pairs
-		// The buffer, its pooled box (24 bytes), the reading goroutine's
-		// closure, and slack.
-		limit := int64(max(24, 2*(4+k)) + 96)
-		if round >= warmups {
-			t.Logf("parked on %d bytes of a frame: %d bytes of heap per Conn (limit %d)", 4+k, perConn, limit)
-		}
-		if round >= warmups && perConn > limit {
-			t.Errorf("parked on %d bytes of a frame, a Conn holds %d bytes more than idle, want at most %d", 4+k, perConn, limit)
-		}
-		for i, c := range conns {
-			raw[i][0].Close()
-			if err := await(t, done); !errors.Is(err, io.ErrUnexpectedEOF) {
-				t.Fatalf("after the peer closed: %v, want io.ErrUnexpectedEOF", err)
-			}
-			c.Close()
-		}
+	if _, err := r.ReadMessage(); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("second message: %v, want the source's timeout", err)
+	}
+	if held, limit := r.Held(), jsonconn.ReadBufferSize+4; held > limit {
+		t.Errorf("blocked on 11 bytes of the next frame, the Reader holds %d bytes, want at most %d", held, limit)
 	}
 }

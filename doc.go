@@ -95,7 +95,7 @@
 //     the Conn learns that a read would block before its goroutine parks.
 //     It then keeps the k bytes in the smallest pooled buffer that fits
 //     them: less than 2k bytes, and 24 at least. So 2,000 peers that have
-//     each sent a header announcing 256 KiB cost a Server about 1.8 KiB of
+//     each sent a header announcing 256 KiB cost a Server about 1.9 KiB of
 //     heap each in all, its own state included.
 //   - Every other source (a TLS conn, a pipe, a type that wraps a socket,
 //     any socket on Windows) blocks in Read holding the buffer it was

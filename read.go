@@ -97,8 +97,10 @@ func (c *Conn) readWithLock(f func() error) error {
 
 // readError maps an error from the Reader to what Read and friends return:
 // net.ErrClosed once the wrapped conn is closed, unless the peer's protocol
-// violation closed it; the error as it is otherwise. A Conn that broke is
-// reported to its hook.
+// violation closed it; the error as it is otherwise. A Conn whose read side
+// broke (the Reader's stream ended with an error other than io.EOF) is
+// reported to its hook; an error that leaves the stream in sync, such as
+// Receive's type mismatch, is not.
 func (c *Conn) readError(err error) error {
 	switch {
 	case err == nil:
@@ -109,7 +111,7 @@ func (c *Conn) readError(err error) error {
 		// read closes the wrapped conn once the lock is released.
 	case c.netClosed.Load():
 		return c.opError("read", net.ErrClosed) // closed by its hook, on a timeout
-	case err != io.EOF && !isTimeout(err):
+	case c.r.err != nil && err != io.EOF:
 		c.broke(err) // io.EOF is a half-close: the Conn can still write
 	}
 	return err
@@ -120,9 +122,9 @@ func (c *Conn) readError(err error) error {
 //
 // A Reader is not safe for concurrent use; Conn adds the locking for
 // connections. It reads from its source only when a method asks for the next
-// message, into at most one buffer, large enough for the current frame, and
-// holds none while nothing is buffered: see "Memory and flow control" in the
-// package documentation.
+// message, into one buffer that grows with what has arrived of the current
+// frame, and holds none while nothing is buffered: see "Memory and flow
+// control" in the package documentation.
 //
 // Errors from the source and protocol violations end the stream: after one,
 // every reading method returns the same error. The exceptions are timeouts
@@ -151,7 +153,7 @@ type Reader struct {
 
 	// waits, if set, is called when the Reader is about to read more of a
 	// frame it has begun: the moment a frame's clock starts, for a served
-	// Conn's frame timeout. It is called once per call of fill at most.
+	// Conn's frame timeout. It may be called more than once for a frame.
 	waits func()
 
 	msg  []byte // rest of the message being returned through Read, in *bufp

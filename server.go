@@ -55,23 +55,24 @@ type Server struct {
 
 	// IdleTimeout bounds how long a read on a served Conn may wait for the
 	// next whole message. The clock starts when a read starts and stops when
-	// a message arrives or the stream ends; it keeps running across read
-	// timeouts, so a handler polling with short deadlines does not reset it.
-	// A peer that sends nothing, or drips a message too slowly, is
-	// disconnected: the Conn is closed and the read returns an error
-	// matching net.ErrClosed. Time the handler spends between reads does
-	// not count. Zero means no timeout.
+	// a message arrives or the stream ends. Time the handler spends between
+	// a message and its next read does not count; after a read that timed
+	// out, the clock keeps running (so a handler polling with short
+	// deadlines does not reset it), and may run out while the handler works
+	// before its next read. A peer that sends nothing, or drips a message
+	// too slowly, is disconnected: the Conn is closed and its reads return
+	// an error matching net.ErrClosed. Zero means no timeout.
 	IdleTimeout time.Duration
 
 	// FrameTimeout bounds how long the rest of a frame may take to arrive
 	// once its first byte has. A peer that sends part of a frame and then
-	// stalls, or drips it, is disconnected: the Conn is closed and the read
-	// returns an error matching net.ErrClosed, as with IdleTimeout. Like
-	// IdleTimeout it counts only time spent inside reads: the clock starts
-	// when a read needs more of a frame whose first bytes have arrived (so
-	// bytes of the next frame that arrived with the previous message start
-	// no clock while the handler is busy), keeps running across read
-	// timeouts, and stops when the message is delivered or the stream ends.
+	// stalls, or drips it, is disconnected: the Conn is closed and its reads
+	// return an error matching net.ErrClosed, as with IdleTimeout. Like
+	// IdleTimeout its clock starts only inside a read: when a read needs
+	// more of a frame whose first bytes have arrived (so bytes of the next
+	// frame that arrived with the previous message start no clock while the
+	// handler is busy). It stops when the message is delivered or the stream
+	// ends, and keeps running across read timeouts, as IdleTimeout does.
 	// It applies during Shutdown's drain too, so a peer holding half a frame
 	// cannot hold Shutdown up. A peer that sends nothing is not affected.
 	// The two compose: an IdleTimeout of 5 minutes with a FrameTimeout of
@@ -94,10 +95,10 @@ type Server struct {
 	// connection that ended, with its cause (see ServerStats): at level
 	// Error with the stack for a handler that panicked, Warn for a timeout,
 	// a protocol violation or an I/O error, Debug for the rest. The lines
-	// for ended connections are rate-limited, so that a flood of hostile
-	// peers cannot flood the log: a burst of 100, then 10 a second; a line
-	// that follows dropped ones says how many were dropped. Nil means
-	// slog.Default().
+	// for ended connections other than panics are rate-limited, so that a
+	// flood of hostile peers cannot flood the log: a burst of 100, then 10 a
+	// second; a line that follows dropped ones says how many were dropped.
+	// Nil means slog.Default().
 	Logger *slog.Logger
 
 	// BaseContext, if not nil, returns the base context for the handlers'
@@ -461,8 +462,9 @@ func (l *onceCloseListener) Close() error {
 // Conn, which pays a nil check at each of the points below and nothing more.
 // Its one implementation is servedConn.
 //
-// The Conn calls readBegin and readEnd under its read lock, writeBegin and
-// writeEnd under its write lock, and the others under no lock of its own.
+// The Conn calls readBegin and readEnd under its read lock; writeBegin,
+// writeEnd and coalesce under its write lock; setDeadline under no lock of
+// its own; and ended under whichever lock the end was found under, or none.
 // An implementation may take its own locks there, but none of the Conn's.
 type connHook interface {
 	// readBegin is called before a read of the Conn's Reader. A non-nil
@@ -511,8 +513,9 @@ type servedConn struct {
 	reading     atomic.Bool  // a read of the Reader is under way
 	draining    atomic.Bool  // Shutdown began: no read waits for a new message
 	interrupted atomic.Bool  // drain set a past read deadline to wake a read
-	idleAt      atomic.Int64 // when the idle clock runs out, in Unix ns; 0 when stopped
-	frameAt     atomic.Int64 // when the frame clock runs out, in Unix ns; 0 when stopped
+	idleAt      atomic.Int64 // when the idle clock runs out, in ns since born; 0 when stopped
+	frameAt     atomic.Int64 // when the frame clock runs out, in ns since born; 0 when stopped
+	born        time.Time    // the clocks' origin, with the monotonic reading that keeps them from wall-clock steps
 
 	// What the handler's reads saw and who closed the Conn, for endCause.
 	gone    atomic.Bool // ended has been told
@@ -533,7 +536,7 @@ type servedConn struct {
 // newServedConn attaches a Server's state to c, whose handler's context
 // cancel cancels. It runs before c reaches anyone else.
 func (srv *Server) newServedConn(c *Conn, cancel context.CancelFunc) *servedConn {
-	sc := &servedConn{srv: srv, c: c, cancel: cancel}
+	sc := &servedConn{srv: srv, c: c, cancel: cancel, born: time.Now()}
 	if srv.IdleTimeout > 0 || srv.FrameTimeout > 0 {
 		sc.clock = time.AfterFunc(time.Hour, sc.expired)
 		sc.clock.Stop()
@@ -557,8 +560,8 @@ func (sc *servedConn) readBegin() error {
 			return err
 		}
 	}
-	if d := sc.srv.IdleTimeout; d > 0 && sc.idleAt.Load() == 0 && !sc.gone.Load() {
-		sc.idleAt.Store(time.Now().Add(d).UnixNano())
+	if d := sc.srv.IdleTimeout; d > 0 && sc.idleAt.Load() == 0 {
+		sc.idleAt.Store(sc.now() + int64(d))
 		sc.setClock()
 	}
 	return nil
@@ -584,8 +587,8 @@ func (sc *servedConn) drainingRead() error {
 // whose first bytes have arrived, so the frame clock starts, unless it runs
 // already.
 func (sc *servedConn) frameBegun() {
-	if sc.frameAt.Load() == 0 && !sc.gone.Load() {
-		sc.frameAt.Store(time.Now().Add(sc.srv.FrameTimeout).UnixNano())
+	if sc.frameAt.Load() == 0 {
+		sc.frameAt.Store(sc.now() + int64(sc.srv.FrameTimeout))
 		sc.setClock()
 	}
 }
@@ -635,14 +638,21 @@ func (sc *servedConn) restoreLocked() bool {
 	return true
 }
 
+// now returns the time on the clocks: nanoseconds since the Conn was
+// served, on the monotonic clock, so that a step of the wall clock neither
+// fires nor loses them.
+func (sc *servedConn) now() int64 { return int64(time.Since(sc.born)) }
+
 // setClock sets the timer to the earlier of the idle and frame clocks. Only
-// the goroutine reading the Conn starts and stops the clocks.
+// the goroutine reading the Conn starts and stops the clocks. A read that
+// starts after the Conn was closed may start one; its failing read stops it
+// again.
 func (sc *servedConn) setClock() {
 	at := sc.idleAt.Load()
 	if f := sc.frameAt.Load(); f != 0 && (at == 0 || f < at) {
 		at = f
 	}
-	sc.clock.Reset(time.Until(time.Unix(0, at)))
+	sc.clock.Reset(time.Duration(at - sc.now()))
 }
 
 // stopClocks stops the idle and frame clocks.
@@ -658,7 +668,7 @@ func (sc *servedConn) stopClocks() {
 // out. The check makes a stale firing (a message completed at the same
 // moment) harmless.
 func (sc *servedConn) expired() {
-	now := time.Now().UnixNano()
+	now := sc.now()
 	if at := sc.idleAt.Load(); at != 0 && now >= at {
 		sc.c.closeNet(errIdleTimeout)
 	} else if at := sc.frameAt.Load(); at != 0 && now >= at {
@@ -922,8 +932,10 @@ func (srv *Server) logEnd(c *Conn, cause endCause, err error, panicked any, stac
 	if !l.Enabled(ctx, level) {
 		return
 	}
+	// A panic is always logged: it is a bug to fix, and its stack is the
+	// one record of it. The others share the rate limit.
 	ok, dropped := srv.endLog.allow(time.Now())
-	if !ok {
+	if !ok && cause != endPanic {
 		return
 	}
 	attrs := []any{"remote", c.RemoteAddr(), "cause", endCauseNames[cause]}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -734,9 +735,14 @@ func TestServerShutdownKeepsHandlerDeadline(t *testing.T) {
 	t.Parallel()
 	reading := make(chan struct{}, 8)
 	result := make(chan error, 1)
+	var deadline time.Time
 	srv := &jsonconn.Server{Handler: jsonconn.HandlerFunc(func(ctx context.Context, c *jsonconn.Conn) {
-		c.SetReadDeadline(time.Now().Add(time.Second))
+		deadline = time.Now().Add(time.Second)
+		c.SetReadDeadline(deadline)
 		_, err := c.ReadMessage()
+		if early := time.Until(deadline); err != nil && early > 0 {
+			err = fmt.Errorf("%w, %v before the handler's deadline", err, early)
+		}
 		result <- err
 	})}
 	inner, err := net.Listen("tcp", "127.0.0.1:0")
@@ -758,6 +764,9 @@ func TestServerShutdownKeepsHandlerDeadline(t *testing.T) {
 	select {
 	case err := <-result:
 		checkTimeout(t, err)
+		if strings.Contains(err.Error(), "before the handler's deadline") {
+			t.Fatalf("the read ended early: %v: drain left its past deadline in place", err)
+		}
 	case <-time.After(hangTimeout):
 		t.Fatal("a read mid-frame lost its deadline during Shutdown")
 	}
@@ -1147,20 +1156,25 @@ func TestServerFrameTimeout(t *testing.T) {
 
 	t.Run("Shutdown does not wait for a stalled frame", func(t *testing.T) {
 		t.Parallel()
-		started := make(chan struct{})
 		errs := make(chan error, 1)
 		srv := &jsonconn.Server{FrameTimeout: ft, Handler: jsonconn.HandlerFunc(func(ctx context.Context, c *jsonconn.Conn) {
-			close(started)
 			_, err := c.ReadMessage()
 			errs <- err
 		})}
-		addr, _ := startServer(t, srv, "tcp")
-		raw := rawDial(t, addr)
-		<-started
+		inner, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		reads := make(chan struct{}, 8)
+		served := &serving{ch: async(func() error { return srv.Serve(&signalListener{Listener: inner, reads: reads}) })}
+		raw := rawDial(t, inner.Addr().String())
 		if _, err := raw.Write(frame(`"half"`)[:5]); err != nil {
 			t.Fatal(err)
 		}
-		awaitParked(t, 1)
+		// The first read returns some of the 5 bytes (it waits for them
+		// if need be); the second waits for the rest of the frame.
+		<-reads
+		<-reads
 		ctx, cancel := context.WithTimeout(context.Background(), hangTimeout)
 		defer cancel()
 		if err := srv.Shutdown(ctx); err != nil {
@@ -1171,6 +1185,9 @@ func TestServerFrameTimeout(t *testing.T) {
 		}
 		if s := srv.Stats(); s.FrameTimeouts != 1 {
 			t.Fatalf("stats after Shutdown: %+v, want one frame timeout", s)
+		}
+		if err := served.wait(t); !errors.Is(err, jsonconn.ErrServerClosed) {
+			t.Fatalf("Serve = %v, want ErrServerClosed", err)
 		}
 	})
 }
@@ -1191,13 +1208,6 @@ func rawDial(t *testing.T, addr string) net.Conn {
 func awaitStats(t *testing.T, srv *jsonconn.Server, what string, ok func(jsonconn.ServerStats) bool) {
 	t.Helper()
 	waitUntil(t, what+" in the stats", func() bool { return ok(srv.Stats()) })
-}
-
-// awaitParked waits until at least n reads are parked on their sockets in
-// the process.
-func awaitParked(t *testing.T, n int) {
-	t.Helper()
-	waitUntil(t, fmt.Sprintf("%d reads parked", n), func() bool { return parkedSocketReads() >= n })
 }
 
 // TestServerStatsCountEachEnd checks that each way a connection can end is
@@ -1306,7 +1316,8 @@ func TestServerStatsCountEachEnd(t *testing.T) {
 // TestServerStatsMaxConnsWaits checks that a connection that waits for a
 // slot at MaxConns is counted, with its wait.
 func TestServerStatsMaxConnsWaits(t *testing.T) {
-	t.Parallel()
+	// Not parallel: it looks for its Serve call's wait among the process's
+	// goroutines, and other tests' Servers wait for slots too.
 	release := make(chan struct{})
 	srv := &jsonconn.Server{MaxConns: 1, Handler: jsonconn.HandlerFunc(func(ctx context.Context, c *jsonconn.Conn) {
 		<-release
@@ -1315,7 +1326,7 @@ func TestServerStatsMaxConnsWaits(t *testing.T) {
 	rawDial(t, addr)
 	awaitStats(t, srv, "the first connection served", func(s jsonconn.ServerStats) bool { return s.Open == 1 })
 	rawDial(t, addr) // waits for the slot
-	time.Sleep(50 * time.Millisecond)
+	waitUntil(t, "Serve waiting for a slot", func() bool { return goroutineIn("jsonconn.(*Server).Serve", "[select") })
 	close(release)
 	awaitStats(t, srv, "both connections served and ended", func(s jsonconn.ServerStats) bool { return s.Accepted == 2 && s.Open == 0 })
 	if s := srv.Stats(); s.WaitCount != 1 || s.WaitDuration <= 0 || s.MaxConns != 1 {
@@ -1360,4 +1371,52 @@ func TestServerLogLimiter(t *testing.T) {
 	if last := len(at) - 1; !ok[last] || dropped[last] != 50 {
 		t.Fatalf("the line after the flood: let through %t, reporting %d dropped; want true and 50", ok[last], dropped[last])
 	}
+}
+
+// goroutineIn reports whether some goroutine is in the function fn and in
+// the state state ("[select", "[IO wait", ...), as its stack shows.
+func goroutineIn(fn, state string) bool {
+	buf := make([]byte, 1<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		if strings.Contains(g, state) && strings.Contains(g, fn+"(") {
+			return true
+		}
+	}
+	return false
+}
+
+// TestServerTypeMismatchKeepsTheClocks: a Receive that cannot decode a
+// valid message into its destination leaves the stream in sync. It must not
+// count as a broken connection: the handler's context goes on, the idle
+// clock still cuts off a peer that then falls silent, and the end is
+// counted as an idle timeout, not an I/O error.
+func TestServerTypeMismatchKeepsTheClocks(t *testing.T) {
+	t.Parallel()
+	got := make(chan error, 3)
+	srv := &jsonconn.Server{IdleTimeout: 300 * time.Millisecond, Handler: jsonconn.HandlerFunc(func(ctx context.Context, c *jsonconn.Conn) {
+		var n int
+		got <- c.Receive(&n) // the peer sends a string
+		got <- ctx.Err()
+		_, err := c.ReadMessage() // and then nothing
+		got <- err
+	})}
+	addr, _ := startServer(t, srv, "tcp")
+	c := dial(t, "tcp", addr)
+	if err := c.Send("not a number"); err != nil {
+		t.Fatal(err)
+	}
+	var ute *json.UnmarshalTypeError
+	if err := await(t, got); !errors.As(err, &ute) {
+		t.Fatalf("Receive = %v, want a *json.UnmarshalTypeError", err)
+	}
+	if err := await(t, got); err != nil {
+		t.Fatalf("after the type mismatch the handler's context ended: %v", err)
+	}
+	if err := await(t, got); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("the read on a silent peer ended with %v, want net.ErrClosed from IdleTimeout", err)
+	}
+	awaitStats(t, srv, "the idle timeout counted", func(s jsonconn.ServerStats) bool {
+		return s.IdleTimeouts == 1 && s.IOErrors == 0 && s.Open == 0
+	})
 }

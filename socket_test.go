@@ -4,6 +4,7 @@ package jsonconn_test
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -446,4 +447,58 @@ func socketpair(t *testing.T, typ int) (net.Conn, net.Conn) {
 		conns[i] = c
 	}
 	return conns[0], conns[1]
+}
+
+// TestConnParkedMidFrameHoldsWhatArrived checks the memory policy for a
+// stream socket on a Unix system, read directly: a Conn parked on the k
+// bytes it has of a frame announcing 256 KiB holds a buffer of fewer than
+// 2k bytes (24 at least, as the runtime allocates 20), as the live heap
+// shows.
+func TestConnParkedMidFrameHoldsWhatArrived(t *testing.T) {
+	// Not parallel: it reads the process-wide heap.
+	const pairs = 256
+	// The first rounds warm the runtime up (goroutine descriptors, poller
+	// state), which later rounds reuse; they are not measured.
+	const warmups = 2
+	for round, k := range []int{0, 0, 0, 1, 100, 1000, 20 << 10, 100 << 10} {
+		raw := make([][2]net.Conn, pairs)
+		for i := range raw {
+			a, b := tcpPair(t)
+			raw[i] = [2]net.Conn{a, b}
+		}
+		conns := make([]*jsonconn.Conn, pairs)
+		for i, r := range raw {
+			conns[i] = jsonconn.New(r[1], nil)
+			if !conns[i].ReadsSocket() {
+				t.Fatal("the Conn does not read its socket directly")
+			}
+		}
+		before := liveHeap()
+		frame := append(binary.BigEndian.AppendUint32(nil, jsonconn.DefaultMaxFrameSize), bytes.Repeat([]byte(" "), k)...)
+		done := make(chan error, pairs)
+		for i, c := range conns {
+			if _, err := raw[i][0].Write(frame); err != nil {
+				t.Fatal(err)
+			}
+			go func() { _, err := c.ReadMessage(); done <- err }()
+		}
+		waitUntil(t, fmt.Sprintf("%d readers parked", pairs), func() bool { return parkedSocketReads() >= pairs })
+		perConn := (liveHeap() - before) / pairs
+		// The buffer, its pooled box (24 bytes), the reading goroutine's
+		// closure, and slack.
+		limit := int64(max(24, 2*(4+k)) + 96)
+		if round >= warmups {
+			t.Logf("parked on %d bytes of a frame: %d bytes of heap per Conn (limit %d)", 4+k, perConn, limit)
+		}
+		if round >= warmups && perConn > limit {
+			t.Errorf("parked on %d bytes of a frame, a Conn holds %d bytes more than idle, want at most %d", 4+k, perConn, limit)
+		}
+		for i, c := range conns {
+			raw[i][0].Close()
+			if err := await(t, done); !errors.Is(err, io.ErrUnexpectedEOF) {
+				t.Fatalf("after the peer closed: %v, want io.ErrUnexpectedEOF", err)
+			}
+			c.Close()
+		}
+	}
 }

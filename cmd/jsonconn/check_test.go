@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -50,50 +51,15 @@ func verdicts(rep report) map[string]verdict {
 // it; with fault "" it breaks none.
 type brokenPeer struct {
 	fault string
-	n     int // the fault's parameter
-	ln    net.Listener
+	n     int         // the fault's parameter
+	dead  atomic.Bool // die-on-reset: a reset has stopped the server
 }
 
 // startBrokenPeer serves a broken peer on a loopback port until the test ends.
 func startBrokenPeer(t *testing.T, fault string, n int) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	bp := &brokenPeer{fault: fault, n: n, ln: ln}
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var conns []net.Conn
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				bp.serve(c)
-			}()
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		for _, c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
-	return ln.Addr().String()
+	bp := &brokenPeer{fault: fault, n: n}
+	return rawServer(t, bp.serve)
 }
 
 const brokenCap = 1 << 18
@@ -113,6 +79,9 @@ const brokenCap = 1 << 18
 //	drop-on-eof  it answers a batch of messages only after the next, and
 //	             drops what it owes at the end of the stream
 func (bp *brokenPeer) serve(c net.Conn) {
+	if bp.dead.Load() {
+		return // answers no one any more
+	}
 	br := bufio.NewReaderSize(c, 64<<10)
 	readFull := func(p []byte) error {
 		if bp.fault == "read-once" {
@@ -139,7 +108,7 @@ func (bp *brokenPeer) serve(c net.Conn) {
 		hdr := make([]byte, 4)
 		if err := readFull(hdr); err != nil {
 			if bp.fault == "die-on-reset" && !errors.Is(err, io.EOF) {
-				bp.ln.Close()
+				bp.dead.Store(true)
 			}
 			return // drop-on-eof: what is owed is dropped
 		}
@@ -153,7 +122,7 @@ func (bp *brokenPeer) serve(c net.Conn) {
 		body := make([]byte, n)
 		if err := readFull(body); err != nil {
 			if bp.fault == "die-on-reset" && !errors.Is(err, io.EOF) {
-				bp.ln.Close()
+				bp.dead.Store(true)
 			}
 			return
 		}
