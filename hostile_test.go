@@ -116,6 +116,13 @@ func runHostilePeers(spec string) {
 		io.Copy(io.Discard, os.Stdin)
 		close(stop)
 	}()
+	// The connections are closed only here, when stdin ends: they must stay
+	// reachable until then, or the collector's finalizers would close them.
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
 	for i := 0; i < len(drip); i += step {
 		select {
 		case <-stop:
