@@ -14,6 +14,14 @@
 // ADDR is host:port for TCP (":7000" listens on every interface) or
 // unix:/path/to.sock for a Unix socket. Every command takes -max-frame, the
 // cap on the payload of a message in either direction (default 256KiB).
+// dial, bench and check speak TLS with -tls (and -tls-ca, -tls-server-name,
+// -tls-insecure); listen serves it with -tls-cert and -tls-key.
+//
+// check runs numbered cases against an echo peer in any language, each keyed
+// to a section of docs/protocol.md, with a verdict of pass, non-strict (a
+// SHOULD not met), fail (a MUST violated) or info, as a table, -json or
+// -junit XML. bench keeps at most -window messages in flight per connection
+// and reports the round trips' percentiles.
 //
 // Input is NDJSON: each line of stdin is sent as one message. A line that is
 // not JSON, or longer than the cap, is reported on stderr with its line number
