@@ -564,6 +564,10 @@ func TestListenAndDial(t *testing.T) {
 		}
 		awaitOutput(t, l.stderr, `conn `+strconv.Itoa(i)+`: opened by 127\.0\.0\.1:\d+\n`)
 		awaitOutput(t, l.stderr, `conn `+strconv.Itoa(i)+`: closed: the peer closed it\n`)
+		// listen prints a message before it logs the close, but the two
+		// reach this process through separate pipes, copied by separate
+		// goroutines: the log line can arrive first.
+		awaitOutput(t, l.stdout, `\{"conn":`+strconv.Itoa(i)+`,"msg":\[1, 2\]\}\n`)
 	}
 	want := "{\"conn\":1,\"msg\":{\"hello\":\"world\"}}\n{\"conn\":1,\"msg\":[1, 2]}\n" +
 		"{\"conn\":2,\"msg\":{\"hello\":\"world\"}}\n{\"conn\":2,\"msg\":[1, 2]}\n"
