@@ -180,8 +180,16 @@ func sizeCase(id string, n int) checkCase {
 	}}
 }
 
-// splitWrites sends frame in the given pieces, pausing between them so
-// that each tends to travel in a packet of its own, and checks the echo.
+// splitWrites sends the frame of payload in pieces, cut at cuts, and checks
+// the echo. The peer must see each piece arrive on its own, or the case
+// tests nothing. Over a Unix socket on Linux it does: each piece is written
+// only once the peer has read the one before (see peerHasReadAll). The
+// wait for a peer that reads nothing until more arrives is bounded: all the
+// waits together take at most half the case's timeout, and each at most a
+// second, after which the next piece goes anyway.
+// Elsewhere the pieces go splitPause apart, which a busy peer can sleep
+// through: it then reads two pieces at once, and the case may pass a peer
+// that would fail it on a quiet machine. The detail says which it was.
 func splitWrites(ctx context.Context, k *checker, payload []byte, cuts []int) (verdict, string) {
 	p, err := k.open(ctx)
 	if err != nil {
@@ -192,13 +200,17 @@ func splitWrites(ctx context.Context, k *checker, payload []byte, cuts []int) (v
 		tc.SetNoDelay(true)
 	}
 	frame := appendFrame(nil, payload)
-	prev := 0
-	for _, cut := range append(cuts, len(frame)) {
+	pieces := append(cuts[:len(cuts):len(cuts)], len(frame))
+	bound := min(time.Second, k.timeout/time.Duration(2*len(pieces)))
+	prev, separate := 0, 0
+	for _, cut := range pieces {
 		if _, err := p.Write(frame[prev:cut]); err != nil {
 			return fail, fmt.Sprintf("writing bytes %d to %d: %v", prev, cut, err)
 		}
 		prev = cut
-		time.Sleep(20 * time.Millisecond)
+		if awaitRead(ctx, p.Conn, bound) {
+			separate++
+		}
 	}
 	m, err := p.recv()
 	switch {
@@ -207,7 +219,36 @@ func splitWrites(ctx context.Context, k *checker, payload []byte, cuts []int) (v
 	case !jsonEqual(m, payload):
 		return fail, fmt.Sprintf("sent %s, got %s", clip(payload), clip(m))
 	}
-	return pass, fmt.Sprintf("%d writes, echoed equal", len(cuts)+1)
+	if separate == len(pieces) {
+		return pass, fmt.Sprintf("%d writes, each read by the peer before the next; echoed equal", len(pieces))
+	}
+	if _, ok := peerHasReadAll(p.Conn); ok {
+		return pass, fmt.Sprintf("%d writes, %d of them read by the peer before the next; echoed equal", len(pieces), separate)
+	}
+	return pass, fmt.Sprintf("%d writes, %v apart; echoed equal", len(pieces), splitPause)
+}
+
+// splitPause is the pause between the pieces of a split frame where the
+// system cannot tell when the peer has read them.
+const splitPause = 20 * time.Millisecond
+
+// awaitRead waits until the peer has read everything written to c, for at
+// most bound, and reports whether it has. Where that cannot be known, it
+// pauses splitPause and reports false.
+func awaitRead(ctx context.Context, c net.Conn, bound time.Duration) bool {
+	if _, ok := peerHasReadAll(c); !ok {
+		sleepCtx(ctx, splitPause)
+		return false
+	}
+	deadline := time.Now().Add(bound)
+	for {
+		if all, ok := peerHasReadAll(c); ok && all {
+			return true
+		}
+		if !time.Now().Before(deadline) || !sleepCtx(ctx, time.Millisecond) {
+			return false
+		}
+	}
 }
 
 func checkSplitHeader(ctx context.Context, k *checker) (verdict, string) {
@@ -681,4 +722,17 @@ func valueEqual(a, b any) bool {
 		return true
 	}
 	return a == b
+}
+
+// sleepCtx sleeps for d, or until ctx ends, and reports whether it slept
+// the whole time.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }

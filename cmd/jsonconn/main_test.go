@@ -220,7 +220,19 @@ func (ts *testServer) received() []string {
 // play a peer that breaks the protocol.
 func rawServer(t *testing.T, serve func(c net.Conn)) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	return rawServerOn(t, "tcp", serve)
+}
+
+// rawServerOn is rawServer on a loopback port ("tcp") or a Unix socket in
+// a temporary directory ("unix"), and returns the address as the commands
+// take it.
+func rawServerOn(t *testing.T, network string, serve func(c net.Conn)) string {
+	t.Helper()
+	address := "127.0.0.1:0"
+	if network == "unix" {
+		address = filepath.Join(t.TempDir(), "raw.sock")
+	}
+	ln, err := net.Listen(network, address)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -243,6 +255,9 @@ func rawServer(t *testing.T, serve func(c net.Conn)) string {
 			}()
 		}
 	}()
+	if network == "unix" {
+		return "unix:" + address
+	}
 	return ln.Addr().String()
 }
 
