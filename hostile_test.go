@@ -347,6 +347,7 @@ func startHonestClient(t *testing.T, addr string) *honestClient {
 			case <-time.After(10 * time.Millisecond):
 			}
 			start := time.Now()
+			c.SetDeadline(start.Add(hangTimeout)) // per question: an attack may outlast one
 			if err := c.Send(i); err != nil {
 				h.done <- err
 				return

@@ -251,28 +251,41 @@ func TestServerIdleTimeout(t *testing.T) {
 		tick := time.NewTicker(50 * time.Millisecond)
 		defer tick.Stop()
 		deadline := time.After(hangTimeout)
-		var werr error
-		for i := 0; i < len(wire) && werr == nil; i++ {
+		cutOff := func(err error) {
+			t.Helper()
+			if !errors.Is(err, net.ErrClosed) {
+				t.Fatalf("the handler's read ended with %v, want net.ErrClosed", err)
+			}
+			raw.SetReadDeadline(time.Now().Add(hangTimeout))
+			if n, err := raw.Read(make([]byte, 1)); err == nil {
+				t.Fatalf("the client read %d bytes, want the closed connection", n)
+			}
+		}
+		for i := range wire {
 			select {
 			case <-tick.C:
 			case <-deadline:
 				t.Fatal("the dripping client was never cut off")
 			}
-			_, werr = raw.Write(wire[i : i+1])
+			if _, err := raw.Write(wire[i : i+1]); err != nil {
+				// The server closed the connection; its handler may not
+				// have reported yet.
+				select {
+				case herr := <-handlerErr:
+					cutOff(herr)
+				case <-time.After(hangTimeout):
+					t.Fatalf("a write failed (%v), but the handler's read never ended", err)
+				}
+				return
+			}
 			select {
 			case err := <-handlerErr:
-				if !errors.Is(err, net.ErrClosed) {
-					t.Fatalf("the handler's read ended with %v, want net.ErrClosed", err)
-				}
-				raw.SetReadDeadline(time.Now().Add(hangTimeout))
-				if n, err := raw.Read(make([]byte, 1)); err == nil {
-					t.Fatalf("the client read %d bytes, want the closed connection", n)
-				}
+				cutOff(err)
 				return
 			default:
 			}
 		}
-		t.Fatalf("the client dripped the whole frame (write error %v) without being cut off", werr)
+		t.Fatal("the client dripped the whole frame without being cut off")
 	})
 
 	t.Run("active client stays", func(t *testing.T) {
@@ -694,7 +707,11 @@ func TestServerShutdownIdleConns(t *testing.T) {
 // for its replies is not cut off while the handler works after io.EOF.
 func TestServerIdleTimerStopsAtEndOfStream(t *testing.T) {
 	t.Parallel()
+	// The handler reads only once the client has sent everything, so that
+	// a client slowed down past IdleTimeout cannot be cut off before then.
+	sent := make(chan struct{})
 	srv := &jsonconn.Server{IdleTimeout: 100 * time.Millisecond, Handler: jsonconn.HandlerFunc(func(ctx context.Context, c *jsonconn.Conn) {
+		<-sent
 		var reqs []string
 		for {
 			var r string
@@ -721,6 +738,7 @@ func TestServerIdleTimerStopsAtEndOfStream(t *testing.T) {
 	if err := c.CloseWrite(); err != nil {
 		t.Fatal(err)
 	}
+	close(sent)
 	for _, want := range []string{"done a", "done b"} {
 		var got string
 		if err := c.Receive(&got); err != nil || got != want {
@@ -1127,26 +1145,32 @@ func TestServerFrameTimeout(t *testing.T) {
 
 	t.Run("buffered bytes start no clock while the handler is busy", func(t *testing.T) {
 		t.Parallel()
-		reading := make(chan struct{})
+		// The handler itself sends the rest of the frame when it is done
+		// being busy, so that no stall of the test's goroutine can make
+		// the rest late: a clock started while the handler was busy is
+		// past its end by then, and a read with it fails at once.
+		var raw net.Conn
+		dialed := make(chan struct{})
 		got := make(chan error, 1)
+		second := frame(`"second"`)
 		srv := &jsonconn.Server{FrameTimeout: ft, Handler: jsonconn.HandlerFunc(func(ctx context.Context, c *jsonconn.Conn) {
 			if _, err := c.ReadMessage(); err != nil {
 				got <- err
 				return
 			}
 			time.Sleep(4 * ft) // busy, with half the next frame buffered
-			close(reading)
+			<-dialed
+			if _, err := raw.Write(second[6:]); err != nil {
+				got <- err
+				return
+			}
 			_, err := c.ReadMessage()
 			got <- err
 		})}
 		addr, _ := startServer(t, srv, "tcp")
-		raw := rawDial(t, addr)
-		second := frame(`"second"`)
+		raw = rawDial(t, addr)
+		close(dialed)
 		if _, err := raw.Write(append(frame(`"first"`), second[:6]...)); err != nil {
-			t.Fatal(err)
-		}
-		<-reading
-		if _, err := raw.Write(second[6:]); err != nil {
 			t.Fatal(err)
 		}
 		if err := await(t, got); err != nil {
@@ -1394,7 +1418,9 @@ func goroutineIn(fn, state string) bool {
 func TestServerTypeMismatchKeepsTheClocks(t *testing.T) {
 	t.Parallel()
 	got := make(chan error, 3)
+	sent := make(chan struct{}) // the first read waits for the message, not the idle clock for a slow client
 	srv := &jsonconn.Server{IdleTimeout: 300 * time.Millisecond, Handler: jsonconn.HandlerFunc(func(ctx context.Context, c *jsonconn.Conn) {
+		<-sent
 		var n int
 		got <- c.Receive(&n) // the peer sends a string
 		got <- ctx.Err()
@@ -1406,6 +1432,7 @@ func TestServerTypeMismatchKeepsTheClocks(t *testing.T) {
 	if err := c.Send("not a number"); err != nil {
 		t.Fatal(err)
 	}
+	close(sent)
 	var ute *json.UnmarshalTypeError
 	if err := await(t, got); !errors.As(err, &ute) {
 		t.Fatalf("Receive = %v, want a *json.UnmarshalTypeError", err)

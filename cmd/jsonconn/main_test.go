@@ -220,13 +220,15 @@ func (ts *testServer) received() []string {
 // play a peer that breaks the protocol.
 func rawServer(t *testing.T, serve func(c net.Conn)) string {
 	t.Helper()
-	return rawServerOn(t, "tcp", serve)
+	return rawServerOn(t, "tcp", false, serve)
 }
 
 // rawServerOn is rawServer on a loopback port ("tcp") or a Unix socket in
 // a temporary directory ("unix"), and returns the address as the commands
-// take it.
-func rawServerOn(t *testing.T, network string, serve func(c net.Conn)) string {
+// take it. If serial, it serves one connection at a time, in the order
+// they came, so that what serve learns from one connection is known before
+// the next is accepted, however the goroutines are scheduled.
+func rawServerOn(t *testing.T, network string, serial bool, serve func(c net.Conn)) string {
 	t.Helper()
 	address := "127.0.0.1:0"
 	if network == "unix" {
@@ -238,6 +240,11 @@ func rawServerOn(t *testing.T, network string, serve func(c net.Conn)) string {
 	}
 	var wg sync.WaitGroup
 	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	serveOne := func(c net.Conn) {
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(hang))
+		serve(c)
+	}
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -246,12 +253,14 @@ func rawServerOn(t *testing.T, network string, serve func(c net.Conn)) string {
 			if err != nil {
 				return
 			}
+			if serial {
+				serveOne(c)
+				continue
+			}
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				defer c.Close()
-				c.SetDeadline(time.Now().Add(hang))
-				serve(c)
+				serveOne(c)
 			}()
 		}
 	}()
@@ -763,7 +772,7 @@ func TestBenchLatency(t *testing.T) {
 func TestBenchProgressAndDuration(t *testing.T) {
 	t.Parallel()
 	ts := serve(t, "tcp", nil, echo)
-	p := expect(t, exitOK, "", "bench", "-count", "0", "-duration", "1500ms", "-size", "64", ts.addr)
+	p := expect(t, exitOK, "", "bench", "-count", "0", "-duration", "3s", "-size", "64", ts.addr)
 	if !regexp.MustCompile(`\d+ messages of 64 bytes echoed over 1 connection\(s\) in \d+\.\d+s: \d+ msg/s, \d+\.\d MB/s of payload\n`).MatchString(p.stdout.String()) {
 		t.Errorf("stdout = %q, want a summary", p.stdout)
 	}
