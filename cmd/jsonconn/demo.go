@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -113,7 +112,7 @@ func exchange(ctx context.Context, out io.Writer, addr string, cfg *jsonconn.Con
 	for _, m := range msgs {
 		_, err := c.Write([]byte(m))
 		switch {
-		case errors.Is(err, jsonconn.ErrInvalidJSON), errors.Is(err, jsonconn.ErrFrameTooLarge):
+		case refused(err):
 			shown := m
 			if len(m) > 40 {
 				shown = fmt.Sprintf("%s… (%d bytes)", m[:30], len(m))
