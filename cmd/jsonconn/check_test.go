@@ -190,8 +190,9 @@ func TestCheckFindsEachBrokenPeer(t *testing.T) {
 	}
 	// The split cases catch a peer that reads once only if it sees each
 	// piece arrive on its own. Over a Unix socket on Linux, check writes a
-	// piece only once the peer has read the one before, waiting at most a
-	// tenth of -timeout (0.8 s here, which only a hang exceeds). Elsewhere
+	// piece only once the peer has read the one before, waiting for each at
+	// most -timeout over twice the number of pieces (0.8 s or less here,
+	// which only a hang exceeds). Elsewhere
 	// it pauses between pieces, and a loaded machine can sleep through the
 	// pause, so there the split cases may pass this peer.
 	readOnce := brokenCase{fault: "read-once", fails: []string{"1.10", "1.11"},
