@@ -122,8 +122,10 @@ func (bp *brokenPeer) serve(c net.Conn) {
 			}
 			return // drop-on-eof: what is owed is dropped
 		}
-		n := int(binary.BigEndian.Uint32(hdr))
-		if n > limit {
+		// Compared as a uint32: converted to an int first, 0xFFFFFFFF is
+		// -1 on a 32-bit platform and would pass the check.
+		n := binary.BigEndian.Uint32(hdr)
+		if uint64(n) > uint64(limit) {
 			if bp.fault == "no-cap" {
 				io.Copy(io.Discard, br) // wait for a body it would not get
 			}
@@ -137,14 +139,14 @@ func (bp *brokenPeer) serve(c net.Conn) {
 			return
 		}
 		switch {
-		case bp.fault == "close-on" && n == bp.n:
+		case bp.fault == "close-on" && len(body) == bp.n:
 			return
 		case bp.fault != "no-validate" && !json.Valid(body):
 			return
 		}
 		if bp.fault == "drop-before" && br.Buffered() >= 4 {
 			next, _ := br.Peek(4)
-			if int(binary.BigEndian.Uint32(next)) > limit {
+			if uint64(binary.BigEndian.Uint32(next)) > uint64(limit) {
 				return
 			}
 		}

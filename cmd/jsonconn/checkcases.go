@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -67,11 +68,16 @@ var senderVectors = []struct{ name, stream string }{
 	{"exactly the cap", "0000000474727565"},
 }
 
-// splitFrames splits a stream of whole frames into their payloads.
+// splitFrames splits a stream of whole frames into their payloads. The
+// streams are the protocol's test vectors, so a frame that runs past the end
+// of the stream is a bug in them, and panics.
 func splitFrames(stream []byte) [][]byte {
 	var ps [][]byte
 	for len(stream) >= 4 {
-		n := int(stream[0])<<24 | int(stream[1])<<16 | int(stream[2])<<8 | int(stream[3])
+		n := binary.BigEndian.Uint32(stream)
+		if uint64(n) > uint64(len(stream)-4) {
+			panic(fmt.Sprintf("test vector %x: frame of %d bytes runs past the end", stream, n))
+		}
 		ps = append(ps, stream[4:4+n])
 		stream = stream[4+n:]
 	}
