@@ -85,7 +85,7 @@ func (r *Reader) makeRoom(need int) {
 	buf := *r.bufp
 	held := r.w - r.r
 	switch {
-	case len(buf) > max(firstBufSize, 2*held):
+	case holdsTooMuch(len(buf), held):
 		nb := getBuf(max(firstBufSize, held+1))
 		copy(*nb, buf[r.r:r.w])
 		putBuf(r.bufp)
@@ -102,6 +102,15 @@ func (r *Reader) makeRoom(need int) {
 	copy(*nb, buf[:r.w])
 	putBuf(r.bufp)
 	r.bufp = nb
+}
+
+// holdsTooMuch reports whether a buffer of size bytes is larger than the
+// bound for held bytes of a frame, max(firstBufSize, 2*held). held may be up
+// to MaxFrameSizeLimit + headerLen, so 2*held would overflow a 32-bit int
+// (2^31 is negative there) and make every read copy a 1 GiB buffer; the
+// comparison is made without it.
+func holdsTooMuch(size, held int) bool {
+	return size > firstBufSize && size-held > held
 }
 
 // sockSpace returns the space for the next read attempt of a stream socket,

@@ -233,3 +233,28 @@ func TestReaderShedsALargeBufferBeforeBlocking(t *testing.T) {
 		t.Errorf("blocked on 11 bytes of the next frame, the Reader holds %d bytes, want at most %d", held, limit)
 	}
 }
+
+// TestHoldsTooMuchAtTheLimit checks the rule that sheds a buffer larger than
+// max(firstBufSize, 2*held) for held bytes, at the sizes near
+// MaxFrameSizeLimit where 2*held overflows a 32-bit int. There the old
+// formula found every buffer too large, and a Reader fed by a source other
+// than a socket copied its 1 GiB buffer on every read. (The overflow shows
+// only where int has 32 bits: CI runs this test on 386 where the host can.)
+func TestHoldsTooMuchAtTheLimit(t *testing.T) {
+	t.Parallel()
+	const first = jsonconn.ReadBufferSize + 4
+	const limit = jsonconn.MaxFrameSizeLimit + 4
+	sizes := []int{first, 2 * first, 1 << 29, 3<<28 + 4, limit}
+	helds := []int{0, 1, first / 2, first, 1<<29 - 1, 1 << 29, 1<<29 + 3, 3 << 28, 1<<30 - 1, 1 << 30, limit}
+	for _, size := range sizes {
+		for _, held := range helds {
+			if held > size {
+				continue
+			}
+			want := int64(size) > max(int64(first), 2*int64(held))
+			if got := jsonconn.HoldsTooMuch(size, held); got != want {
+				t.Errorf("a %d-byte buffer holding %d bytes: too much %t, want %t", size, held, got, want)
+			}
+		}
+	}
+}

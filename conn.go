@@ -1,6 +1,7 @@
 package jsonconn
 
 import (
+	"crypto/tls"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -97,23 +98,44 @@ func (c *Conn) Close() error {
 	return c.closeNet(nil)
 }
 
+// abort closes c as Close does, but without waiting on the peer: under a
+// *tls.Conn it closes the TLS conn's own conn, since the TLS conn's Close
+// first writes a close_notify alert with a 5-second deadline. Server.Close
+// uses it.
+func (c *Conn) abort() {
+	if !c.closed.CompareAndSwap(false, true) {
+		return
+	}
+	nc := c.conn
+	if tc, ok := nc.(*tls.Conn); ok {
+		nc = tc.NetConn()
+	}
+	c.closeNetConn(nc, nil)
+}
+
 // closeNet closes the wrapped conn once, whoever asks first: Close (with a
 // nil cause), a protocol violation (the violation) or a Server (its reason).
 // It returns nil if the wrapped conn was already closed.
 func (c *Conn) closeNet(cause error) error {
+	return c.closeNetConn(c.conn, cause)
+}
+
+// closeNetConn is closeNet, closing nc: the wrapped conn, or the conn under
+// it (abort).
+func (c *Conn) closeNetConn(nc net.Conn, cause error) error {
 	if !c.netClosed.CompareAndSwap(false, true) {
 		return nil
 	}
 	if c.hook != nil {
 		c.hook.ended(cause) // first: closing wakes the handler, which may ask why
 	}
-	return c.conn.Close()
+	return nc.Close()
 }
 
 // broke reports to a served Conn's hook that an I/O error ended one side.
 func (c *Conn) broke(err error) {
 	if c.hook != nil {
-		c.hook.ended(err)
+		c.hook.broke(err)
 	}
 }
 

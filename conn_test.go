@@ -592,6 +592,13 @@ func TestConnCloseUnblocksAndReportsErrClosed(t *testing.T) {
 			"Send":        c.Send(1),
 			"Flush":       c.Flush(),
 			"CloseWrite":  c.CloseWrite(),
+			// A message the Conn would refuse when open: closed comes
+			// first.
+			"Write of invalid JSON":    func() error { _, err := c.Write([]byte(`{`)); return err }(),
+			"Write over the cap":       func() error { _, err := c.Write(make([]byte, DefaultCap+1)); return err }(),
+			"Send of an unmarshalable": c.Send(func() {}),
+			"WriteBatch of invalid":    func() error { _, err := c.WriteBatch([][]byte{[]byte(`{`)}); return err }(),
+			"AppendMessage":            func() error { _, err := c.AppendMessage(nil); return err }(),
 		}
 		for name, err := range checks {
 			if !errors.Is(err, net.ErrClosed) {
@@ -638,6 +645,10 @@ func TestConnProtocolViolationClosesConn(t *testing.T) {
 				}
 				if _, err2 := c.ReadMessage(); err2 != err {
 					t.Errorf("read error not sticky: got %v, want %v", err2, err)
+				}
+				// Nothing is pending, but nothing could be sent either.
+				if err := c.Flush(); !errors.Is(err, net.ErrClosed) {
+					t.Errorf("Flush after the violation: got %v, want net.ErrClosed", err)
 				}
 				if _, err := c.Write([]byte(`1`)); !errors.Is(err, net.ErrClosed) {
 					t.Errorf("Write after the violation: got %v, want net.ErrClosed", err)

@@ -56,13 +56,23 @@
 // non-timeout error from the wrapped conn, on its side.
 //
 // Timeouts are not sticky and never desynchronise the stream. They are
-// net.Error values with Timeout true that match os.ErrDeadlineExceeded. A read
-// that times out mid-frame resumes where it stopped. A write that times out
-// before any byte of its frame left reports 0 bytes: the message was not sent.
-// One that times out after part of the frame left reports len(p) and an error
-// matching ErrPending: the message is committed, and its rest goes out ahead of
-// the next message. A receive that fails to unmarshal a valid payload (a type
-// mismatch) consumes that message and leaves the stream in sync.
+// net.Error values with Timeout true that match os.ErrDeadlineExceeded (an
+// error from the wrapped conn counts as a timeout if it matches
+// os.ErrDeadlineExceeded or is a net.Error whose Timeout reports true). A
+// read that times out mid-frame resumes where it stopped. A write that times
+// out before any byte of its frame left reports 0 bytes: the message was not
+// sent. One that times out after part of the frame left reports len(p) and an
+// error matching ErrPending: the message is committed, and its rest goes out
+// ahead of the next message or on Flush (Close does not send it). A message
+// whose frame left whole is sent, even if an error came with its last byte:
+// the call succeeds, and the error ends the write side for the next one. A
+// receive that fails to unmarshal a valid payload (a type mismatch) consumes
+// that message and leaves the stream in sync.
+//
+// ETIMEDOUT is no timeout here, though syscall.Errno reports Timeout true for
+// it: a socket returns it once TCP keep-alive probes or TCP_USER_TIMEOUT
+// found the peer gone, and it ends the side it was returned on, like any
+// other I/O error (a Server counts it under IOErrors).
 //
 // After Close, every method returns an error matching net.ErrClosed.
 //

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"syscall"
 )
 
 var (
@@ -26,11 +27,16 @@ var (
 	ErrInvalidJSON = errors.New("jsonconn: invalid JSON")
 
 	// ErrPending is matched (with errors.Is) by the error that Write, Send and
-	// WriteBatch return when a deadline (or another I/O timeout) struck after
-	// part of a frame had already been written. The message is committed:
-	// Write reports len(p), the unsent rest of the frame is kept and goes out
-	// ahead of anything else on the next write or Flush, and the peer receives
-	// the message whole. Do not send it again. The same error also matches
+	// WriteBatch return when a timeout (a deadline; see "Errors" in the
+	// package documentation) struck after part of a frame had already been
+	// written. The message is committed: Write reports len(p), and the unsent
+	// rest of its frame is kept. That rest goes out ahead of the next message
+	// (a Write, Send or WriteBatch) or on Flush, and only then does the peer
+	// have the message whole. Close does not send it: call Flush first, under
+	// a new deadline. A Server closes a served Conn as soon as its handler
+	// returns, so a handler that ends on ErrPending should Flush before it
+	// returns. Do not send the message again: its first bytes are on the wire,
+	// and a second copy would follow the first. The same error also matches
 	// os.ErrDeadlineExceeded and is a net.Error whose Timeout reports true, so
 	// code that only knows net.Conn sees an ordinary timeout.
 	//
@@ -116,11 +122,16 @@ func isViolation(err error) bool {
 }
 
 // isTimeout reports whether err is an I/O timeout: one that leaves the
-// stream intact and may be retried once the deadline has been moved.
+// stream intact and may be retried once the deadline has been moved. That is
+// an error matching os.ErrDeadlineExceeded, or a net.Error whose Timeout
+// reports true, unless it is ETIMEDOUT: the kernel's verdict that the peer is
+// gone (TCP keep-alive probes or TCP_USER_TIMEOUT ran out), which
+// syscall.Errno reports as a timeout too, but which no later call can
+// recover from.
 func isTimeout(err error) bool {
 	if errors.Is(err, os.ErrDeadlineExceeded) {
 		return true
 	}
 	var ne net.Error
-	return errors.As(err, &ne) && ne.Timeout()
+	return errors.As(err, &ne) && ne.Timeout() && !errors.Is(err, syscall.ETIMEDOUT)
 }

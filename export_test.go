@@ -84,12 +84,12 @@ func (c *Conn) ReadsSocket() bool { return c.r.sock != nil }
 func (c *Conn) HasReadPad() bool { return c.r.pad != nil }
 
 // LogLimiterAllows runs a fresh log limiter over lines at the given times,
-// and returns which were let through and how many dropped lines each
-// reported.
-func LogLimiterAllows(at []time.Time) (ok []bool, dropped []int) {
+// forced where force says so (force may be shorter than at), and returns
+// which were let through and how many dropped lines each reported.
+func LogLimiterAllows(at []time.Time, force []bool) (ok []bool, dropped []int) {
 	var l logLimiter
-	for _, now := range at {
-		o, d := l.allow(now)
+	for i, now := range at {
+		o, d := l.allow(now, i < len(force) && force[i])
 		ok, dropped = append(ok, o), append(dropped, d)
 	}
 	return ok, dropped
@@ -101,3 +101,17 @@ const (
 	LogBurst = logBurst
 	LogRate  = logRate
 )
+
+// LogEnd logs the end of c on srv's log as a Server does when a handler
+// returns: as a handler panic if panicked, and otherwise as an idle timeout.
+func LogEnd(srv *Server, c *Conn, panicked bool) {
+	if panicked {
+		srv.logEnd(c, endPanic, nil, "boom", []byte("stack"))
+		return
+	}
+	srv.logEnd(c, endIdleTimeout, nil, nil, nil)
+}
+
+// HoldsTooMuch is the Reader's rule for shedding a buffer larger than what
+// it holds calls for.
+var HoldsTooMuch = holdsTooMuch

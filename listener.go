@@ -23,14 +23,20 @@ func NewListener(inner net.Listener, cfg *Config) net.Listener {
 // stream: "tcp", "tcp4", "tcp6" or "unix". See net.Listen for the address
 // syntax.
 func Listen(network, address string, cfg *Config) (net.Listener, error) {
-	if !streamNetwork(network) {
-		return nil, &net.OpError{Op: "listen", Net: network, Err: net.UnknownNetworkError(network)}
-	}
-	inner, err := net.Listen(network, address)
+	inner, err := listenStream(network, address)
 	if err != nil {
 		return nil, err
 	}
 	return NewListener(inner, cfg), nil
+}
+
+// listenStream is net.Listen for the networks that carry a byte stream; it
+// refuses the others, for Listen and Server.ListenAndServe.
+func listenStream(network, address string) (net.Listener, error) {
+	if !streamNetwork(network) {
+		return nil, &net.OpError{Op: "listen", Net: network, Err: net.UnknownNetworkError(network)}
+	}
+	return net.Listen(network, address)
 }
 
 type listener struct {

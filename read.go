@@ -72,8 +72,10 @@ func (c *Conn) read(f func() error) error {
 }
 
 // readWithLock runs f under the read lock, which a panic in f (a
-// destination's UnmarshalJSON, Config.Unmarshal) releases too. A served
-// Conn's hook is told before and after, and may have f run again.
+// destination's UnmarshalJSON, Config.Unmarshal, the wrapped conn's Read)
+// releases too. A served Conn's hook is told before and after, and may have
+// f run again; if f panics, the hook is told how the read ended before the
+// panic goes on.
 func (c *Conn) readWithLock(f func() error) error {
 	c.rmu.Lock()
 	defer c.rmu.Unlock()
@@ -87,12 +89,31 @@ func (c *Conn) readWithLock(f func() error) error {
 	if err := h.readBegin(); err != nil {
 		return err
 	}
+	returned := false
+	defer func() {
+		if !returned {
+			c.readPanicked(h)
+		}
+	}()
 	for {
 		err, again := h.readEnd(c.readError(f()))
 		if !again {
+			returned = true
 			return err
 		}
 	}
+}
+
+// readPanicked tells h how a read that panicked ended, as readWithLock
+// unwinds. A panic from the source's Read left the Reader's stream ended
+// with errReadPanicked, an I/O error like any other. A panic anywhere else
+// came from decoding a message that had arrived whole, which the Reader has
+// consumed: the read ended with a message, as after a type mismatch.
+func (c *Conn) readPanicked(h connHook) {
+	if c.r.err == nil {
+		c.r.consumed() // the payload the decoder was given is no longer in use
+	}
+	h.readEnd(c.readError(c.r.err))
 }
 
 // readError maps an error from the Reader to what Read and friends return:
@@ -128,14 +149,17 @@ func (c *Conn) readError(err error) error {
 //
 // Errors from the source and protocol violations end the stream: after one,
 // every reading method returns the same error. The exceptions are timeouts
-// (any error that is an os.ErrDeadlineExceeded or a net.Error whose Timeout
-// reports true), which lose nothing: the bytes received so far stay buffered
-// and the next call continues the frame where it stopped; and errors that
-// Receive gets from json.Unmarshal for a valid payload that does not fit the
-// destination, which consume that message and leave the stream in sync. A
-// source whose Read returns a count below 0 or above len(p) ends the stream
-// with an error, as does one that returns no bytes and no error 100 times
-// in a row (io.ErrNoProgress).
+// (an error matching os.ErrDeadlineExceeded, or another net.Error whose
+// Timeout reports true, except ETIMEDOUT), which lose nothing: the bytes
+// received so far stay buffered and the next call continues the frame where
+// it stopped; and errors that Receive gets from json.Unmarshal for a valid
+// payload that does not fit the destination, which consume that message and
+// leave the stream in sync. ETIMEDOUT, which a socket's read returns once TCP
+// keep-alive found the peer gone, ends the stream like any other error,
+// though it reports Timeout true: no deadline was involved, and no later read
+// can succeed. A source whose Read returns a count below 0 or above len(p)
+// ends the stream with an error, as does one that returns no bytes and no
+// error 100 times in a row (io.ErrNoProgress), or one whose Read panics.
 //
 // A Reader over a socket that keeps message boundaries (UDP, or a Unix
 // datagram or seqpacket socket) cannot find frames in it: every reading
@@ -473,7 +497,9 @@ func (r *Reader) readMore(need int) (int, error) {
 	if r.bufp == nil {
 		// Hold no buffer while waiting for a frame: land the read in the
 		// pad, and take a buffer for the bytes that arrived.
+		r.err = errReadPanicked // kept only if Read panics
 		n, err := r.src.Read(r.pad[:])
+		r.err = nil
 		if n < 0 || n > len(r.pad) {
 			return 0, errInvalidRead
 		}
@@ -485,7 +511,9 @@ func (r *Reader) readMore(need int) (int, error) {
 	}
 	r.makeRoom(need)
 	p := (*r.bufp)[r.w:]
+	r.err = errReadPanicked // kept only if Read panics
 	n, err := r.src.Read(p)
+	r.err = nil
 	if n < 0 || n > len(p) {
 		return 0, errInvalidRead
 	}
@@ -501,6 +529,12 @@ const maxEmptyReads = 100
 // below 0 or above the length of the buffer it was given.
 var errInvalidRead = errors.New("jsonconn: source returned an invalid count from Read")
 
+// errReadPanicked ends the stream of a source whose Read panicked: what it
+// had consumed of the stream is unknown. The Reader sets it as its sticky
+// error before each Read of the source and clears it after, so that it
+// stays only if the Read does not return, at the cost of two stores.
+var errReadPanicked = errors.New("jsonconn: the source's Read panicked; the stream is in an unknown state")
+
 // readAtLeast reads from the source into p until at least min bytes have
 // arrived, and returns how many did. It returns an error only if fewer than
 // min arrived: an error that comes with the last bytes needed is kept for the
@@ -508,7 +542,9 @@ var errInvalidRead = errors.New("jsonconn: source returned an invalid count from
 func (r *Reader) readAtLeast(p []byte, min int) (int, error) {
 	n := 0
 	for empty := 0; n < min; {
+		r.err = errReadPanicked // kept only if Read panics
 		m, err := r.src.Read(p[n:])
+		r.err = nil
 		if m < 0 || m > len(p)-n {
 			return n, errInvalidRead
 		}

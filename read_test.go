@@ -6,9 +6,11 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"net"
 	"os"
 	"runtime"
 	"strings"
+	"syscall"
 	"testing"
 	"testing/iotest"
 
@@ -517,3 +519,67 @@ func TestReaderRefusesInvalidCounts(t *testing.T) {
 		}
 	}
 }
+
+// TestReaderDeadPeerEndsTheStream: ETIMEDOUT, which a read returns once
+// TCP keep-alive found the peer gone, reports Timeout true like a deadline
+// but is no deadline: it ends the stream, on a Reader and on a client Conn,
+// where a deadline would have left the stream to resume.
+func TestReaderDeadPeerEndsTheStream(t *testing.T) {
+	t.Parallel()
+	dead := &net.OpError{Op: "read", Net: "tcp", Err: os.NewSyscallError("read", syscall.ETIMEDOUT)}
+	if !dead.Timeout() {
+		t.Fatal("ETIMEDOUT does not report Timeout true here: the test would prove nothing")
+	}
+	wire := frame(`"after"`)
+	t.Run("Reader", func(t *testing.T) {
+		// Part of a frame, then the dead peer, then the rest, which a
+		// resumed stream would deliver.
+		steps := []func(p []byte) (int, error){
+			func(p []byte) (int, error) { return copy(p, wire[:3]), nil },
+			func([]byte) (int, error) { return 0, dead },
+			func(p []byte) (int, error) { return copy(p, wire[3:]), nil },
+		}
+		r := jsonconn.NewReader(readerFunc(func(p []byte) (int, error) {
+			if len(steps) == 0 {
+				return 0, io.EOF
+			}
+			step := steps[0]
+			steps = steps[1:]
+			return step(p)
+		}), nil)
+		for i := range 2 {
+			if _, err := r.ReadMessage(); !errors.Is(err, syscall.ETIMEDOUT) {
+				t.Fatalf("read %d = %v, want ETIMEDOUT", i, err)
+			}
+		}
+	})
+	t.Run("Conn", func(t *testing.T) {
+		peer, raw := net.Pipe()
+		calls := 0
+		c := jsonconn.New(readFunc{raw, func(p []byte) (int, error) {
+			if calls++; calls == 1 {
+				return 0, dead
+			}
+			return raw.Read(p)
+		}}, nil)
+		t.Cleanup(func() { c.Close(); peer.Close() })
+		go peer.Write(wire)
+		for i := range 2 {
+			if _, err := c.ReadMessage(); !errors.Is(err, syscall.ETIMEDOUT) {
+				t.Fatalf("read %d = %v, want ETIMEDOUT: the read side ended", i, err)
+			}
+		}
+	})
+}
+
+// readFunc is a net.Conn whose Read is read.
+type readFunc struct {
+	net.Conn
+	read func([]byte) (int, error)
+}
+
+func (r readFunc) Read(p []byte) (int, error) { return r.read(p) }
+
+type readerFunc func([]byte) (int, error)
+
+func (f readerFunc) Read(p []byte) (int, error) { return f(p) }

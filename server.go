@@ -158,13 +158,15 @@ func (s ConnState) String() string {
 }
 
 // ListenAndServe listens on the network address and serves it, like Listen
-// followed by Serve. It always returns a non-nil error; after Shutdown or
-// Close, ErrServerClosed.
+// followed by Serve: the network must carry a byte stream ("tcp", "tcp4",
+// "tcp6" or "unix"), and others are refused with the error Listen returns.
+// It always returns a non-nil error; after Shutdown or Close,
+// ErrServerClosed.
 func (srv *Server) ListenAndServe(network, address string) error {
 	if srv.inShutdown.Load() {
 		return ErrServerClosed
 	}
-	l, err := net.Listen(network, address)
+	l, err := listenStream(network, address)
 	if err != nil {
 		return err
 	}
@@ -330,17 +332,27 @@ func (srv *Server) Shutdown(ctx context.Context) error {
 
 // Close stops the server at once: it closes the listeners and every
 // connection, and cancels every handler's context. It waits for the Serve
-// calls to exit, not for the handlers to return. It returns the error of
-// closing a listener, if any.
+// calls to exit, not for the handlers to return, nor for any peer: a TLS
+// connection is closed without the close_notify alert that its Close would
+// send, which could wait up to 5 seconds on a peer that does not read. It
+// returns the error of closing a listener, if any.
 func (srv *Server) Close() error {
 	srv.inShutdown.Store(true)
 	srv.mu.Lock()
 	err := srv.closeDoneLocked()
+	conns := make([]*servedConn, 0, len(srv.conns))
 	for sc := range srv.conns {
 		sc.stopped.Store(true)
-		sc.c.Close()
+		conns = append(conns, sc)
 	}
 	srv.mu.Unlock()
+	// Outside srv.mu, which a handler's end, Stats and Shutdown take: a
+	// wrapped conn's Close may block (it may be the user's own type).
+	// net/http's Close closes its conns under its lock; no new conn can be
+	// registered once inShutdown is set, so this needs no lock.
+	for _, sc := range conns {
+		sc.c.abort()
+	}
 	srv.listenerGroup.Wait()
 	return err
 }
@@ -489,11 +501,16 @@ type connHook interface {
 	// SetWriteDeadline: it sets t for reading, writing or both.
 	setDeadline(t time.Time, read, write bool) error
 
-	// ended is told when the Conn is closed or breaks, with the cause: nil
-	// for Close, the peer's violation of the protocol, the I/O error that
-	// broke a side, or the reason a Server gave for closing it. It may be
-	// told more than once; the first non-nil cause counts.
+	// ended is told once, when the wrapped conn is closed, with the
+	// cause: nil for Close, the peer's violation of the protocol, or the
+	// reason a Server gave for closing it.
 	ended(cause error)
+
+	// broke is told when an I/O error (other than a timeout or io.EOF)
+	// ended the reading or the writing side of the Conn, which stays
+	// open: the other side may still work, and a read under way goes on
+	// under its clocks. It may be told more than once.
+	broke(err error)
 }
 
 // A servedConn is a Server's state for one connection it serves: the
@@ -518,7 +535,6 @@ type servedConn struct {
 	born        time.Time    // the clocks' origin, with the monotonic reading that keeps them from wall-clock steps
 
 	// What the handler's reads saw and who closed the Conn, for endCause.
-	gone    atomic.Bool // ended has been told
 	sawEOF  atomic.Bool // a read returned io.EOF
 	drained atomic.Bool // a read returned ErrServerClosed
 	stopped atomic.Bool // Server.Close closed the Conn
@@ -530,7 +546,8 @@ type servedConn struct {
 	rdeadline   time.Time // the read deadline the handler set
 	wdeadline   time.Time // the write deadline the handler set
 	msgDeadline time.Time // WriteTimeout's deadline for the message being written
-	cause       error     // the first non-nil cause ended was told
+	cause       error     // the cause ended was told
+	broken      error     // the first error broke was told
 }
 
 // newServedConn attaches a Server's state to c, whose handler's context
@@ -766,32 +783,46 @@ func earlier(a, b time.Time) time.Time {
 	return a
 }
 
-// ended records the first cause, and the first time cancels the handler's
-// context and stops the clocks' timer, so that a closed Conn is not kept
-// alive by it. A clean end of stream is no end: the peer may have
-// half-closed and wait for replies.
+// ended records why the wrapped conn was closed, cancels the handler's
+// context, and stops the clocks' timer, so that a closed Conn is not kept
+// alive by it.
 func (sc *servedConn) ended(cause error) {
 	sc.mu.Lock()
-	if sc.cause == nil {
-		sc.cause = cause
-	}
+	sc.cause = cause
 	sc.mu.Unlock()
-	if sc.gone.Swap(true) {
-		return
-	}
 	if sc.clock != nil {
 		sc.clock.Stop()
 	}
 	sc.cancel()
 }
 
+// broke records the first I/O error that ended a side of the Conn and
+// cancels the handler's context. The clocks go on: the Conn is open, and a
+// read under way on its other side must still be cut if the peer falls
+// silent. (A clean end of stream is no break at all: the peer may have
+// half-closed and wait for replies.)
+func (sc *servedConn) broke(err error) {
+	sc.mu.Lock()
+	if sc.broken == nil {
+		sc.broken = err
+	}
+	sc.mu.Unlock()
+	sc.cancel()
+}
+
 // endCause tells why the connection ended, once its handler has returned:
-// the first that applies of a handler panic, the cause the Conn reported
-// (a timeout, a violation, an I/O error), Shutdown or Close, the peer's end
-// of the stream, and otherwise the handler's own return.
+// the first that applies of a handler panic, the cause the Server or the
+// Conn gave for closing it (a timeout, a violation), an I/O error that broke
+// a side, Shutdown or Close, the peer's end of the stream, and otherwise the
+// handler's own return. A cause that left the Conn open does not outrank
+// the one that closed it: a failed write does not hide the idle timeout
+// that then cut the silent peer.
 func (sc *servedConn) endCause(panicked bool) (endCause, error) {
 	sc.mu.Lock()
 	cause := sc.cause
+	if cause == nil {
+		cause = sc.broken
+	}
 	sc.mu.Unlock()
 	switch {
 	case panicked:
@@ -934,8 +965,8 @@ func (srv *Server) logEnd(c *Conn, cause endCause, err error, panicked any, stac
 	}
 	// A panic is always logged: it is a bug to fix, and its stack is the
 	// one record of it. The others share the rate limit.
-	ok, dropped := srv.endLog.allow(time.Now())
-	if !ok && cause != endPanic {
+	ok, dropped := srv.endLog.allow(time.Now(), cause == endPanic)
+	if !ok {
 		return
 	}
 	attrs := []any{"remote", c.RemoteAddr(), "cause", endCauseNames[cause]}
@@ -968,8 +999,11 @@ const (
 )
 
 // allow reports whether a line may be logged at now, and how many were
-// dropped since the last one that was.
-func (l *logLimiter) allow(now time.Time) (ok bool, dropped int) {
+// dropped since the last one that was. A forced line is always let through;
+// it takes a token if there is one, and with none left it is neither
+// counted as dropped nor reports the lines that were, which the next line
+// let through by the limit reports.
+func (l *logLimiter) allow(now time.Time, force bool) (ok bool, dropped int) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.last.IsZero() {
@@ -979,6 +1013,9 @@ func (l *logLimiter) allow(now time.Time) (ok bool, dropped int) {
 	}
 	l.last = now
 	if l.tokens < 1 {
+		if force {
+			return true, 0
+		}
 		l.dropped++
 		return false, 0
 	}

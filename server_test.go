@@ -11,10 +11,12 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -60,14 +62,47 @@ func startServer(t testing.TB, srv *jsonconn.Server, network string) (addr strin
 	if err != nil {
 		t.Fatal(err)
 	}
-	served = &serving{ch: async(func() error { return srv.Serve(ln) })}
+	return ln.Addr().String(), serveListener(t, srv, ln)
+}
+
+// startServerWrapped serves srv on a fresh TCP loopback listener whose
+// accepted conns wrap wraps, and closes it when the test ends. A wrapped
+// conn is not a *net.TCPConn, so the Conn reads it through its Read.
+func startServerWrapped(t testing.TB, srv *jsonconn.Server, wrap func(net.Conn) net.Conn) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	serveListener(t, srv, wrappingListener{ln, wrap})
+	return ln.Addr().String()
+}
+
+// serveListener serves srv on ln in the background until the test ends.
+func serveListener(t testing.TB, srv *jsonconn.Server, ln net.Listener) *serving {
+	t.Helper()
+	served := &serving{ch: async(func() error { return srv.Serve(ln) })}
 	t.Cleanup(func() {
 		srv.Close()
 		if err := served.wait(t); !errors.Is(err, jsonconn.ErrServerClosed) {
 			t.Errorf("Serve returned %v, want ErrServerClosed", err)
 		}
 	})
-	return ln.Addr().String(), served
+	return served
+}
+
+// wrappingListener wraps each conn it accepts with wrap.
+type wrappingListener struct {
+	net.Listener
+	wrap func(net.Conn) net.Conn
+}
+
+func (l wrappingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return l.wrap(c), nil
 }
 
 // dial connects to a test server with a deadline that only catches hangs.
@@ -984,11 +1019,28 @@ func TestServerContextEndsWhenPeerResets(t *testing.T) {
 func TestListenAndDialRejectPacketNetworks(t *testing.T) {
 	t.Parallel()
 	for _, network := range []string{"udp", "unixgram", "unixpacket"} {
-		if _, err := jsonconn.Listen(network, "127.0.0.1:0", nil); err == nil {
-			t.Errorf("Listen(%q) succeeded; framing needs a byte stream", network)
+		address := "127.0.0.1:0"
+		if strings.HasPrefix(network, "unix") {
+			address = tempSocket(t) // where net.Listen("unixpacket") would succeed
+		}
+		_, err := jsonconn.Listen(network, address, nil)
+		var unknown net.UnknownNetworkError
+		if !errors.As(err, &unknown) {
+			t.Errorf("Listen(%q) = %v; want net.UnknownNetworkError: framing needs a byte stream", network, err)
 		}
 		if _, err := jsonconn.Dial(network, "127.0.0.1:9", nil); err == nil {
 			t.Errorf("Dial(%q) succeeded; framing needs a byte stream", network)
+		}
+		srv := &jsonconn.Server{Handler: echo}
+		served := async(func() error { return srv.ListenAndServe(network, address) })
+		select {
+		case serr := <-served:
+			if !errors.As(serr, &unknown) || serr.Error() != err.Error() {
+				t.Errorf("ListenAndServe(%q) = %v; want Listen's error, %v", network, serr, err)
+			}
+		case <-time.After(hangTimeout):
+			srv.Close()
+			t.Errorf("ListenAndServe(%q) is serving; framing needs a byte stream", network)
 		}
 	}
 }
@@ -1377,7 +1429,8 @@ func (failingConn) Read([]byte) (int, error) { return 0, errDiskOnFire }
 
 // TestServerLogLimiter checks the rate limit on the log of ended
 // connections: a burst, then the rate, and the count of dropped lines on
-// the next line let through.
+// the next line let through. A panic's line, which is always logged, is
+// neither dropped nor counted as dropped.
 func TestServerLogLimiter(t *testing.T) {
 	t.Parallel()
 	start := time.Unix(1000, 0)
@@ -1385,15 +1438,79 @@ func TestServerLogLimiter(t *testing.T) {
 	for range jsonconn.LogBurst + 50 { // a flood, all at once
 		at = append(at, start)
 	}
+	panicLine := len(at)
+	at = append(at, start)                                   // a panic's line, in the flood
 	at = append(at, start.Add(time.Second/jsonconn.LogRate)) // one token later
-	ok, dropped := jsonconn.LogLimiterAllows(at)
+	force := make([]bool, len(at))
+	force[panicLine] = true
+	ok, dropped := jsonconn.LogLimiterAllows(at, force)
 	for i := range jsonconn.LogBurst + 50 {
 		if want := i < jsonconn.LogBurst; ok[i] != want || dropped[i] != 0 {
 			t.Fatalf("line %d of the flood: let through %t (dropped %d), want %t", i, ok[i], dropped[i], want)
 		}
 	}
+	if !ok[panicLine] || dropped[panicLine] != 0 {
+		t.Fatalf("the panic's line: let through %t, reporting %d dropped; want true and 0", ok[panicLine], dropped[panicLine])
+	}
 	if last := len(at) - 1; !ok[last] || dropped[last] != 50 {
-		t.Fatalf("the line after the flood: let through %t, reporting %d dropped; want true and 50", ok[last], dropped[last])
+		t.Fatalf("the line after the flood: let through %t, reporting %d dropped; want true and 50 (the panic's line was logged)", ok[last], dropped[last])
+	}
+}
+
+// TestServerLogCountsDroppedLinesExactly floods a Server's log of ended
+// connections, with a handler panic in the flood, and checks that the lines
+// reported dropped are exactly the lines that were not logged: a panic's
+// line, which is logged whatever the limit says, is not among them.
+func TestServerLogCountsDroppedLinesExactly(t *testing.T) {
+	t.Parallel()
+	var log bytes.Buffer
+	srv := &jsonconn.Server{Logger: slog.New(slog.NewJSONHandler(&log, &slog.HandlerOptions{Level: slog.LevelDebug}))}
+	a, b := net.Pipe()
+	defer b.Close()
+	c := jsonconn.New(a, nil)
+	defer c.Close()
+
+	const flood = jsonconn.LogBurst + 50
+	for range flood {
+		jsonconn.LogEnd(srv, c, false)
+	}
+	jsonconn.LogEnd(srv, c, true)
+	calls := flood
+	for lines := strings.Count(log.String(), "\n"); ; {
+		// A token comes back every 1/LogRate seconds: end with a line
+		// the limit lets through, so that it reports every drop.
+		time.Sleep(2 * time.Second / jsonconn.LogRate)
+		jsonconn.LogEnd(srv, c, false)
+		calls++
+		if strings.Count(log.String(), "\n") > lines {
+			break
+		}
+		if calls > flood+50 {
+			t.Fatal("no line let through in 10 s")
+		}
+	}
+
+	var linesLogged, panics, reported int
+	for _, line := range strings.Split(strings.TrimSpace(log.String()), "\n") {
+		var rec struct {
+			Cause   string `json:"cause"`
+			Dropped int    `json:"dropped"`
+		}
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Fatalf("log line %q: %v", line, err)
+		}
+		if rec.Cause == "handler panic" {
+			panics++
+		} else {
+			linesLogged++
+		}
+		reported += rec.Dropped
+	}
+	if panics != 1 {
+		t.Fatalf("%d panic lines logged, want 1", panics)
+	}
+	if want := calls - linesLogged; reported != want {
+		t.Fatalf("the log reports %d lines dropped; %d of %d were not logged", reported, want, calls)
 	}
 }
 
@@ -1446,4 +1563,392 @@ func TestServerTypeMismatchKeepsTheClocks(t *testing.T) {
 	awaitStats(t, srv, "the idle timeout counted", func(s jsonconn.ServerStats) bool {
 		return s.IdleTimeouts == 1 && s.IOErrors == 0 && s.Open == 0
 	})
+}
+
+// firstReadConn is a wrapped conn whose first Read runs first in place of
+// the conn's own. It keeps CloseWrite.
+type firstReadConn struct {
+	net.Conn
+	first func(c net.Conn, p []byte) (int, error)
+	done  atomic.Bool
+}
+
+func (f *firstReadConn) Read(p []byte) (int, error) {
+	if f.done.CompareAndSwap(false, true) {
+		return f.first(f.Conn, p)
+	}
+	return f.Conn.Read(p)
+}
+
+func (f *firstReadConn) CloseWrite() error { return f.Conn.(*net.TCPConn).CloseWrite() }
+
+// onFirstRead returns a wrap function for startServerWrapped whose conns
+// are firstReadConns running first.
+func onFirstRead(first func(c net.Conn, p []byte) (int, error)) func(net.Conn) net.Conn {
+	return func(c net.Conn) net.Conn { return &firstReadConn{Conn: c, first: first} }
+}
+
+// awaitCancel waits for ctx to end, and returns an error if it does not
+// within hangTimeout.
+func awaitCancel(ctx context.Context) error {
+	select {
+	case <-ctx.Done():
+		return nil
+	case <-time.After(hangTimeout):
+		return errors.New("the handler's context was not cancelled")
+	}
+}
+
+// oneEnded waits until the one connection srv accepted has ended, and
+// returns srv's stats.
+func oneEnded(t *testing.T, srv *jsonconn.Server) jsonconn.ServerStats {
+	t.Helper()
+	awaitStats(t, srv, "the connection ended", func(s jsonconn.ServerStats) bool { return s.Open == 0 && s.Accepted == 1 })
+	return srv.Stats()
+}
+
+// panickyValue's UnmarshalJSON panics.
+type panickyValue struct{}
+
+func (*panickyValue) UnmarshalJSON([]byte) error { panic("UnmarshalJSON broke") }
+
+// TestServerRecoveredPanicInReceiveStopsTheClocks: a Receive whose decoder
+// panics on a message that arrived whole, recovered by the handler, ends
+// like a Receive that returned: the message arrived, so neither IdleTimeout
+// nor FrameTimeout runs while the handler then works with no read pending,
+// and its reply goes out.
+func TestServerRecoveredPanicInReceiveStopsTheClocks(t *testing.T) {
+	t.Parallel()
+	const timeout = 200 * time.Millisecond
+	broken := &jsonconn.Config{Unmarshal: func([]byte, any) error { panic("Config.Unmarshal broke") }}
+	tests := []struct {
+		name        string
+		idle, frame time.Duration
+		cfg         *jsonconn.Config
+		dst         any
+	}{
+		{"UnmarshalJSON under IdleTimeout", timeout, 0, nil, new(panickyValue)},
+		{"UnmarshalJSON under FrameTimeout", 0, timeout, nil, new(panickyValue)},
+		{"Config.Unmarshal under IdleTimeout", timeout, 0, broken, new(int)},
+		{"Config.Unmarshal under FrameTimeout", 0, timeout, broken, new(int)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			recovered := make(chan any, 1)
+			replied := make(chan error, 1)
+			srv := &jsonconn.Server{IdleTimeout: tt.idle, FrameTimeout: tt.frame, Config: tt.cfg, Handler: jsonconn.HandlerFunc(func(ctx context.Context, c *jsonconn.Conn) {
+				func() {
+					defer func() { recovered <- recover() }()
+					c.Receive(tt.dst)
+				}()
+				time.Sleep(3 * timeout) // work, with no read pending
+				replied <- c.Send("done")
+			})}
+			// The first read returns 6 bytes of the frame, so that the
+			// Reader waits for the rest: the frame clock starts.
+			addr := startServerWrapped(t, srv, onFirstRead(func(c net.Conn, p []byte) (int, error) {
+				return c.Read(p[:min(len(p), 6)])
+			}))
+			raw := rawDial(t, addr)
+			if _, err := raw.Write(frame(`{"n":1}`)); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case p := <-recovered:
+				if p == nil {
+					t.Fatal("Receive did not panic")
+				}
+			case <-time.After(hangTimeout):
+				t.Fatal("Receive never returned")
+			}
+			if err := await(t, replied); err != nil {
+				t.Fatalf("the reply after the recovered panic failed: %v; want it sent, since no clock runs after a message", err)
+			}
+			if m, err := jsonconn.NewReader(raw, nil).ReadMessage(); err != nil || string(m) != `"done"` {
+				t.Fatalf("the client got %q, %v; want the reply", m, err)
+			}
+			if s := oneEnded(t, srv); s.IdleTimeouts != 0 || s.FrameTimeouts != 0 || s.Returned != 1 {
+				t.Fatalf("stats %+v: want the handler's return, and no timeout", s)
+			}
+		})
+	}
+}
+
+// TestServerPanickingReadEndsLikeAnIOError: a panic from the wrapped conn's
+// Read, recovered by the handler, ends the Conn's read side as an I/O error
+// does, since what it consumed of the stream is unknown: later reads return
+// an error, the handler's context is cancelled, the clocks stop, and the
+// end counts as an I/O error.
+func TestServerPanickingReadEndsLikeAnIOError(t *testing.T) {
+	t.Parallel()
+	const idle = 200 * time.Millisecond
+	recovered := make(chan any, 1)
+	got := make(chan error, 2)
+	srv := &jsonconn.Server{IdleTimeout: idle, Handler: jsonconn.HandlerFunc(func(ctx context.Context, c *jsonconn.Conn) {
+		func() {
+			defer func() { recovered <- recover() }()
+			c.ReadMessage()
+		}()
+		_, err := c.ReadMessage()
+		got <- err
+		got <- awaitCancel(ctx)
+		time.Sleep(3 * idle) // no clock may cut the Conn meanwhile
+	})}
+	addr := startServerWrapped(t, srv, onFirstRead(func(net.Conn, []byte) (int, error) {
+		panic("wrapped conn's Read broke")
+	}))
+	rawDial(t, addr)
+	if p := <-recovered; p == nil {
+		t.Fatal("ReadMessage did not panic")
+	}
+	if err := await(t, got); err == nil || !strings.Contains(err.Error(), "panicked") {
+		t.Fatalf("the read after the panic = %v, want the error of a source that panicked", err)
+	}
+	if err := await(t, got); err != nil {
+		t.Fatal(err)
+	}
+	if s := oneEnded(t, srv); s.IOErrors != 1 || s.IdleTimeouts != 0 {
+		t.Fatalf("stats %+v: want one I/O error and no idle timeout", s)
+	}
+}
+
+// TestServerFailedWriteKeepsTheReadClocks: a write that fails (here with
+// EPIPE, after CloseWrite) while a read waits on a silent peer does not
+// disarm IdleTimeout: the peer is cut as it would have been without the
+// write, and the end counts as an idle timeout, since the Conn was open
+// until the timeout closed it.
+func TestServerFailedWriteKeepsTheReadClocks(t *testing.T) {
+	t.Parallel()
+	reading := make(chan struct{})
+	sendErr := make(chan error, 1)
+	readErr := make(chan error, 1)
+	srv := &jsonconn.Server{IdleTimeout: 300 * time.Millisecond, Handler: jsonconn.HandlerFunc(func(ctx context.Context, c *jsonconn.Conn) {
+		go func() {
+			_, err := c.ReadMessage()
+			readErr <- err
+		}()
+		<-reading
+		if err := c.CloseWrite(); err != nil {
+			sendErr <- err
+			return
+		}
+		sendErr <- c.Send("after CloseWrite")
+		select {
+		case err := <-readErr:
+			readErr <- err
+		case <-time.After(hangTimeout):
+		}
+	})}
+	addr := startServerWrapped(t, srv, onFirstRead(func(c net.Conn, p []byte) (int, error) {
+		close(reading) // the read is under way, its idle clock running
+		return c.Read(p)
+	}))
+	rawDial(t, addr) // and then silent
+	if err := await(t, sendErr); err == nil {
+		t.Fatal("Send after CloseWrite succeeded")
+	}
+	if err := await(t, readErr); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("the read on the silent peer ended with %v, want net.ErrClosed from IdleTimeout", err)
+	}
+	if s := oneEnded(t, srv); s.IdleTimeouts != 1 || s.IOErrors != 0 || s.PeerClosed != 0 {
+		t.Fatalf("stats %+v: want the end counted as an idle timeout", s)
+	}
+}
+
+// errKeepAliveExpired is what a read or write returns on Linux once TCP
+// keep-alive probes (or TCP_USER_TIMEOUT) found the peer gone. Its Timeout
+// reports true, as syscall.Errno's does for ETIMEDOUT.
+var errKeepAliveExpired = &net.OpError{Op: "read", Net: "tcp", Err: os.NewSyscallError("read", syscall.ETIMEDOUT)}
+
+// TestServerDeadPeerIsNoDeadline: a read that fails with ETIMEDOUT, a dead
+// peer found by TCP keep-alive, ends the read side like any I/O error: the
+// error is sticky, the handler's context is cancelled, and the end counts as
+// an I/O error, as docs/operations.md promises.
+func TestServerDeadPeerIsNoDeadline(t *testing.T) {
+	t.Parallel()
+	got := make(chan error, 3)
+	srv := &jsonconn.Server{Handler: jsonconn.HandlerFunc(func(ctx context.Context, c *jsonconn.Conn) {
+		_, err := c.ReadMessage()
+		got <- err
+		_, err = c.ReadMessage()
+		got <- err
+		got <- awaitCancel(ctx)
+	})}
+	addr := startServerWrapped(t, srv, onFirstRead(func(net.Conn, []byte) (int, error) {
+		return 0, errKeepAliveExpired
+	}))
+	rawDial(t, addr).Close() // the next real read finds the end of the stream
+	if err := await(t, got); !errors.Is(err, syscall.ETIMEDOUT) {
+		t.Fatalf("the read = %v, want ETIMEDOUT", err)
+	}
+	if err := await(t, got); !errors.Is(err, syscall.ETIMEDOUT) {
+		t.Fatalf("the read after ETIMEDOUT = %v, want ETIMEDOUT again: the read side ended", err)
+	}
+	if err := await(t, got); err != nil {
+		t.Fatal(err)
+	}
+	if s := oneEnded(t, srv); s.IOErrors != 1 || s.PeerClosed != 0 {
+		t.Fatalf("stats %+v: want one I/O error", s)
+	}
+}
+
+// blockingClose is a wrapped conn whose Close waits for release.
+type blockingClose struct {
+	net.Conn
+	closing chan<- struct{}
+	release <-chan struct{}
+}
+
+func (b blockingClose) Close() error {
+	b.closing <- struct{}{}
+	<-b.release
+	return b.Conn.Close()
+}
+
+// TestServerCloseDoesNotHoldItsLockOnConns: Server.Close closes the conns
+// outside the server's lock, so a conn whose Close blocks (the user's own
+// type, or a TLS conn writing its close_notify) stalls neither Stats nor the
+// end of other handlers.
+func TestServerCloseDoesNotHoldItsLockOnConns(t *testing.T) {
+	t.Parallel()
+	closing := make(chan struct{}, 1)
+	release := make(chan struct{})
+	srv := &jsonconn.Server{Handler: jsonconn.HandlerFunc(func(ctx context.Context, c *jsonconn.Conn) {
+		c.ReadMessage()
+	})}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := async(func() error {
+		return srv.Serve(wrappingListener{ln, func(c net.Conn) net.Conn { return blockingClose{c, closing, release} }})
+	})
+	rawDial(t, ln.Addr().String())
+	awaitStats(t, srv, "the connection served", func(s jsonconn.ServerStats) bool { return s.Open == 1 })
+	closed := async(srv.Close)
+	select {
+	case <-closing:
+	case <-time.After(hangTimeout):
+		t.Fatal("Server.Close never closed the conn")
+	}
+	stats := make(chan jsonconn.ServerStats, 1)
+	go func() { stats <- srv.Stats() }()
+	select {
+	case <-stats:
+	case <-time.After(hangTimeout):
+		t.Error("Stats waited for a conn's Close")
+	}
+	close(release)
+	if err := await(t, closed); err != nil {
+		t.Fatal(err)
+	}
+	if err := await(t, served); !errors.Is(err, jsonconn.ErrServerClosed) {
+		t.Fatalf("Serve = %v, want ErrServerClosed", err)
+	}
+	awaitStats(t, srv, "the handler returned", func(s jsonconn.ServerStats) bool { return s.Open == 0 })
+}
+
+// stalledWrites is a conn under TLS whose writes, once stall is set, block
+// until the write deadline or Close, as a socket's do once a peer that
+// stopped reading has let every buffer fill.
+type stalledWrites struct {
+	net.Conn
+	stall    atomic.Bool
+	mu       sync.Mutex
+	deadline time.Time
+	once     sync.Once
+	closed   chan struct{}
+}
+
+func (s *stalledWrites) Write(p []byte) (int, error) {
+	if !s.stall.Load() {
+		return s.Conn.Write(p)
+	}
+	s.mu.Lock()
+	d := s.deadline
+	s.mu.Unlock()
+	var expired <-chan time.Time
+	if !d.IsZero() {
+		timer := time.NewTimer(time.Until(d))
+		defer timer.Stop()
+		expired = timer.C
+	}
+	select {
+	case <-s.closed:
+		return 0, net.ErrClosed
+	case <-expired:
+		return 0, os.ErrDeadlineExceeded
+	}
+}
+
+func (s *stalledWrites) SetDeadline(t time.Time) error {
+	s.mu.Lock()
+	s.deadline = t
+	s.mu.Unlock()
+	return s.Conn.SetDeadline(t)
+}
+
+func (s *stalledWrites) SetWriteDeadline(t time.Time) error {
+	s.mu.Lock()
+	s.deadline = t
+	s.mu.Unlock()
+	return s.Conn.SetWriteDeadline(t)
+}
+
+func (s *stalledWrites) Close() error {
+	s.once.Do(func() { close(s.closed) })
+	return s.Conn.Close()
+}
+
+// TestServerCloseDoesNotWaitForTLSPeers: Server.Close closes TLS
+// connections whose peers have stopped reading without the close_notify
+// alert that tls.Conn.Close writes, which would wait 5 seconds for each.
+func TestServerCloseDoesNotWaitForTLSPeers(t *testing.T) {
+	t.Parallel()
+	const conns = 2
+	srv := &jsonconn.Server{Handler: echo}
+	cert := testCert(t)
+	tcp, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	under := make(chan *stalledWrites, conns)
+	stalling := wrappingListener{tcp, func(c net.Conn) net.Conn {
+		s := &stalledWrites{Conn: c, closed: make(chan struct{})}
+		under <- s
+		return s
+	}}
+	served := async(func() error {
+		return srv.Serve(tls.NewListener(stalling, &tls.Config{Certificates: []tls.Certificate{cert}}))
+	})
+	pool := x509.NewCertPool()
+	pool.AddCert(cert.Leaf)
+	for range conns {
+		c, err := jsonconn.Dial("tcp", tcp.Addr().String(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tc := tls.Client(c.NetConn(), &tls.Config{RootCAs: pool, ServerName: "localhost"})
+		c = jsonconn.New(tc, nil)
+		t.Cleanup(func() { c.Close() })
+		c.SetDeadline(time.Now().Add(hangTimeout))
+		if err := c.Send("hello"); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Receive(new(string)); err != nil { // the handshake is done
+			t.Fatal(err)
+		}
+		(<-under).stall.Store(true)
+	}
+	start := time.Now()
+	srv.Close()
+	// With close_notify it would take 5 s for the first conn alone.
+	if d := time.Since(start); d > 4*time.Second {
+		t.Fatalf("Server.Close took %v, waiting on peers that do not read", d)
+	}
+	if err := await(t, served); !errors.Is(err, jsonconn.ErrServerClosed) {
+		t.Fatalf("Serve = %v, want ErrServerClosed", err)
+	}
+	awaitStats(t, srv, "the handlers returned", func(s jsonconn.ServerStats) bool { return s.Open == 0 })
 }

@@ -14,8 +14,13 @@ import (
 
 // Write sends p as exactly one message. It returns len(p) or 0, never a part;
 // see the Conn documentation for timeouts and Writer.Write for the rest.
-// The checks of p run before the write lock is taken.
+// The checks of p run before the write lock is taken, and after Close (or
+// once the Conn has closed the wrapped conn) Write returns an error matching
+// net.ErrClosed before p is checked, as Send and WriteBatch do.
 func (c *Conn) Write(p []byte) (int, error) {
+	if err := c.writeClosed(); err != nil {
+		return 0, err
+	}
 	if err := c.w.check(p); err != nil {
 		return 0, err
 	}
@@ -26,6 +31,9 @@ func (c *Conn) Write(p []byte) (int, error) {
 // happens before the write lock is taken. An error matching ErrPending means v
 // was committed; any other error means it was not sent. See Writer.Send.
 func (c *Conn) Send(v any) error {
+	if err := c.writeClosed(); err != nil {
+		return err
+	}
 	e, p, err := c.w.encode(v)
 	if err != nil {
 		return err
@@ -40,6 +48,9 @@ func (c *Conn) Send(v any) error {
 // checks run before the write lock is taken, and the batch is never
 // interleaved with another goroutine's frames.
 func (c *Conn) WriteBatch(msgs [][]byte) (int, error) {
+	if err := c.writeClosed(); err != nil {
+		return 0, err
+	}
 	if err := c.w.checkBatch(msgs); err != nil {
 		return 0, err
 	}
@@ -48,7 +59,11 @@ func (c *Conn) WriteBatch(msgs [][]byte) (int, error) {
 
 // Flush sends the rest of a frame that a write timeout left pending, if any,
 // under the current write deadline. Writes do this by themselves; Flush is for
-// a caller that has nothing more to send, before CloseWrite or Close.
+// a caller that has nothing more to send, before CloseWrite or Close (which
+// does not send it). Like every write, Flush returns an error matching
+// net.ErrClosed once the wrapped conn is closed (by Close, by the peer's
+// protocol violation or by a Server), even with nothing pending: nothing
+// could be sent.
 func (c *Conn) Flush() error {
 	_, err := c.write(c.flush)
 	return err
@@ -96,12 +111,12 @@ func (c *Conn) write(f func() (int, error)) (int, error) {
 	return n, c.writeError(err)
 }
 
-// writeLocked runs f, a write of c.w, unless c is closed; a served Conn's
-// hook is told before (it sets the write deadline) and after. It returns
-// f's error unchanged: the caller passes it through writeError.
+// writeLocked runs f, a write of c.w, unless the wrapped conn is closed; a
+// served Conn's hook is told before (it sets the write deadline) and after.
+// It returns f's error unchanged: the caller passes it through writeError.
 func (c *Conn) writeLocked(f func() (int, error)) (int, error) {
-	if c.closed.Load() {
-		return 0, c.opError("write", net.ErrClosed)
+	if err := c.writeClosed(); err != nil {
+		return 0, err
 	}
 	if c.hook == nil {
 		return f()
@@ -109,7 +124,24 @@ func (c *Conn) writeLocked(f func() (int, error)) (int, error) {
 	c.hook.writeBegin()
 	n, err := f()
 	c.hook.writeEnd(err)
+	if err == nil && c.w.err != nil {
+		// Every message left, but the write that carried the last one
+		// ended the stream: the caller learns it at its next write, the
+		// Server now.
+		c.broke(c.w.err)
+	}
 	return n, err
+}
+
+// writeClosed returns the error of every write once the wrapped conn is
+// closed, by Close, by a protocol violation of the peer or by a Server: one
+// matching net.ErrClosed, before a message is checked or anything pending is
+// flushed. It returns nil while the wrapped conn is open.
+func (c *Conn) writeClosed() error {
+	if c.closed.Load() || c.netClosed.Load() {
+		return c.opError("write", net.ErrClosed)
+	}
+	return nil
 }
 
 // writeError maps an error from the Writer: once the wrapped conn is closed,
@@ -147,10 +179,11 @@ func (c *Conn) writeError(err error) error {
 // timeout, the messages whose frames left are committed, the one cut in the
 // middle gets ErrPending (its rest goes out first next time), and the others
 // are not sent and get the timeout. After a non-timeout error, the messages
-// not sent get the error. Close unblocks queued writers through the sender,
-// whose write fails with the Conn's. If the wrapped conn's Write panics, the
-// queued writers of that batch get errWritePanicked and the next batch goes
-// on; the panic continues in the sender.
+// whose frames left whole still succeed, and those not sent get the error.
+// Close unblocks queued writers through the sender, whose write fails with
+// the Conn's. If the wrapped conn's Write panics, the queued writers of that
+// batch get errWritePanicked, and so does every later write, since what the
+// panicking Write sent is unknown; the panic continues in the sender.
 //
 // A hook that sets a write deadline per message stops its Conn from
 // batching (connHook.coalesce): each sender sends its own message alone and
@@ -171,8 +204,13 @@ type writeReq struct {
 var writeReqs = sync.Pool{New: func() any { return &writeReq{done: make(chan struct{}, 1)} }}
 
 // errWritePanicked is the result of the queued messages of a batch whose
-// write panicked: whether they left is unknown.
+// write panicked, and of every later write: whether any part of the
+// frames left is unknown, so the stream ends, as after an I/O error.
 var errWritePanicked = errors.New("jsonconn: the wrapped conn's Write panicked; the message may not have been sent")
+
+// errInvalidWrite ends the stream of a destination whose Write returned a
+// count below 0 or above the length of what it was given.
+var errInvalidWrite = errors.New("jsonconn: destination returned an invalid count from Write")
 
 // writeMessage sends p, which has passed the checks, as one message, in a
 // batch with the messages of the writers queued meanwhile.
@@ -262,7 +300,7 @@ func (c *Conn) sendBatch(p []byte, batch []*writeReq) (n int, err error) {
 		c.testHookBatch(1 + len(batch))
 	}
 	if len(batch) == 0 { // alone: the common, uncontended case
-		n, err = c.writeLocked(func() (int, error) { return c.w.writeFrame(p) })
+		n, err = c.writeLocked(func() (int, error) { return c.w.writeMessage(p) })
 		return n, c.writeError(err)
 	}
 	msgs := append(c.msgs[:0], p)
@@ -306,10 +344,22 @@ func (c *Conn) batchResult(msgs [][]byte, i, k int, err error) (int, error) {
 // Each message goes out whole or not at all, as far as the stream is
 // concerned. A message the caller gets wrong (too large, not JSON, not
 // marshalable) is refused before any byte is written. A timeout from the
-// underlying writer before any byte of the frame left means the message was not
-// sent; a timeout after part of it left commits the message (see ErrPending).
-// Any other error from the underlying writer ends the stream: every later call
-// returns it.
+// underlying writer (an error matching os.ErrDeadlineExceeded, or another
+// net.Error whose Timeout reports true, except ETIMEDOUT) before any byte of
+// the frame left means the message was not sent; a timeout after part of it
+// left commits the message (see ErrPending). Any other error from the
+// underlying writer ends the stream: every later call returns it. ETIMEDOUT,
+// which a socket's write returns once TCP_USER_TIMEOUT or keep-alive found
+// the peer gone, is such an error, though it reports Timeout true.
+//
+// A message whose frame left whole is committed, even if the write that
+// carried its last byte returned an error: the call that sent it succeeds
+// (Write returns len(p), WriteBatch counts it), and if that error ends the
+// stream, the next call returns it. So a message reported as not sent was
+// never on the wire whole, and a caller may send it again elsewhere. The
+// underlying writer's Write may not panic, and may not return a count below
+// zero or above the length it was given: a Writer ends the stream on either,
+// since what left of it is then unknown.
 //
 // A Writer over a socket that keeps message boundaries (UDP, or a Unix
 // datagram or seqpacket socket) would have its frames cut or merged by
@@ -370,7 +420,7 @@ func (w *Writer) Write(p []byte) (int, error) {
 	if err := w.check(p); err != nil {
 		return 0, err
 	}
-	return w.writeFrame(p)
+	return w.writeMessage(p)
 }
 
 // Send encodes v as compact JSON, without HTML escaping (or with
@@ -379,8 +429,9 @@ func (w *Writer) Write(p []byte) (int, error) {
 // written. Output of encoding/json needs no validation pass: it is valid
 // JSON by construction.
 //
-// An error matching ErrPending means that v was committed and will be
-// delivered; any other error means it was not sent.
+// An error matching ErrPending means that v was committed, with the rest
+// of its frame still to be sent by the next write or Flush (see ErrPending);
+// any other error means it was not sent.
 func (w *Writer) Send(v any) error {
 	e, p, err := w.encode(v)
 	if err != nil {
@@ -441,8 +492,9 @@ func (w *Writer) WriteBatch(msgs [][]byte) (int, error) {
 }
 
 // Flush writes the rest of a frame that an earlier timeout left pending, if
-// any. It returns nil when nothing is pending. A timeout keeps what is still
-// unsent for the next Flush or write.
+// any. It returns nil when nothing is pending and the stream has not ended,
+// and the error that ended it otherwise. A timeout keeps what is still unsent
+// for the next Flush or write.
 func (w *Writer) Flush() error {
 	if w.err != nil {
 		return w.err
@@ -483,18 +535,26 @@ func (w *Writer) checkBatch(msgs [][]byte) error {
 	return nil
 }
 
-// writeFrame writes one frame with payload p, which has passed check.
+// writeMessage writes the frame of p, which has passed check, and returns
+// what Write returns: len(p) if the message was committed, 0 if not.
+func (w *Writer) writeMessage(p []byte) (int, error) {
+	k, err := w.writeFrame(p)
+	if k == 0 {
+		return 0, err
+	}
+	return len(p), err
+}
+
+// writeFrame writes one frame with payload p, which has passed check, and
+// returns 1 if the message was committed, 0 if not: len(p) cannot tell, for
+// an empty payload.
 func (w *Writer) writeFrame(p []byte) (int, error) {
 	if err := w.ready(); err != nil {
 		return 0, err
 	}
 	binary.BigEndian.PutUint32(w.hdr[:], uint32(len(p)))
 	n, err := w.writeOnce(p)
-	k, err := w.settle([][]byte{p}, n, err)
-	if k == 0 {
-		return 0, err
-	}
-	return len(p), err
+	return w.settle([][]byte{p}, n, err)
 }
 
 // writeFrames writes the frames of msgs, which have passed checkBatch, and
@@ -505,11 +565,8 @@ func (w *Writer) writeFrames(msgs [][]byte) (int, error) {
 	}
 	if !w.vectored || len(msgs) < 2 {
 		for i, p := range msgs {
-			if _, err := w.writeFrame(p); err != nil {
-				if _, pending := err.(*pendingError); pending {
-					i++ // committed, its rest pending (len(p) may be 0)
-				}
-				return i, err
+			if k, err := w.writeFrame(p); err != nil {
+				return i + k, err // k is 1 for a message cut by a timeout: its rest is pending
 			}
 		}
 		return len(msgs), nil
@@ -521,7 +578,9 @@ func (w *Writer) writeFrames(msgs [][]byte) (int, error) {
 		binary.BigEndian.PutUint32(h, uint32(len(p)))
 		iov = append(iov, h, p)
 	}
+	w.err = errWritePanicked // kept only if WriteTo panics
 	n, err := iov.WriteTo(w.dst)
+	w.err = nil
 	return w.settle(msgs, n, err)
 }
 
@@ -546,7 +605,9 @@ func (w *Writer) writeOnce(p []byte) (int64, error) {
 		b := (*bp)[:size]
 		copy(b, w.hdr[:])
 		copy(b[headerLen:], p)
+		w.err = errWritePanicked // kept only if Write panics
 		n, err := w.dst.Write(b)
+		w.err = nil
 		putBuf(bp)
 		return int64(n), err
 	}
@@ -559,13 +620,21 @@ func (w *Writer) writeOnce(p []byte) (int64, error) {
 
 // settle accounts for one write call that carried the frames of msgs, in
 // order, and wrote n bytes with error err. It returns how many messages were
-// committed and the error to report. A message whose frame left whole is
-// committed, even if the write reported an error with its last byte. A
-// timeout inside a frame commits that message too: the unsent rest of its
-// frame is kept for the next write, and the error is a *pendingError. A
-// timeout with every byte written is no error at all; any other error, or a
-// short write without one, ends the stream.
+// committed and the error to report for the first message not committed.
+//
+// A message whose frame left whole is committed, whatever error came with
+// its last byte. If every frame left, the call succeeded: a timeout then is
+// moot, and any other error ends the stream, to be returned by the next
+// call (the Conn tells a Server's hook at once). A timeout inside a frame
+// commits that message too: the unsent rest of its frame is kept for the
+// next write, and the error is a *pendingError. Any other error, or a short
+// write without one, ends the stream. A count below 0 or above what was
+// given ends it with errInvalidWrite, as bufio does: what left is unknown.
 func (w *Writer) settle(msgs [][]byte, n int64, err error) (int, error) {
+	if n < 0 {
+		w.fail(errInvalidWrite)
+		return 0, errInvalidWrite
+	}
 	k, end := 0, int64(0) // the frames that left whole, and where the last one ended
 	for ; k < len(msgs); k++ {
 		size := int64(headerLen + len(msgs[k]))
@@ -575,8 +644,14 @@ func (w *Writer) settle(msgs [][]byte, n int64, err error) (int, error) {
 		end += size
 	}
 	switch {
-	case k == len(msgs) && (err == nil || isTimeout(err)):
-		return k, nil // all of it left: a timeout now is moot
+	case k == len(msgs) && n > end:
+		w.fail(errInvalidWrite)
+		return 0, errInvalidWrite
+	case k == len(msgs):
+		if err != nil && !isTimeout(err) {
+			w.fail(err)
+		}
+		return k, nil // all of it left
 	case err == nil:
 		err = io.ErrShortWrite
 	}
@@ -610,7 +685,13 @@ func (w *Writer) flushPending() error {
 	if len(w.pending) == 0 {
 		return nil
 	}
+	w.err = errWritePanicked // kept only if Write panics
 	n, err := w.dst.Write(w.pending)
+	w.err = nil
+	if n < 0 || n > len(w.pending) {
+		w.fail(errInvalidWrite)
+		return errInvalidWrite
+	}
 	w.pending = w.pending[n:]
 	if len(w.pending) == 0 {
 		putBuf(w.pendp)

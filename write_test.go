@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -688,10 +689,12 @@ func (p *panicConn) Write(b []byte) (int, error) {
 	return p.Conn.Write(b)
 }
 
-// TestConnSurvivesAPanickingWrite has the wrapped conn's Write panic in the
-// middle of a batch: the sender panics, the writer queued in its batch gets
-// an error, and the Conn goes on working.
-func TestConnSurvivesAPanickingWrite(t *testing.T) {
+// TestConnPanickingWriteEndsTheWriteSide has the wrapped conn's Write panic
+// in the middle of a batch: the sender panics, the writer queued in its
+// batch gets an error, and so does every later write, as after an I/O
+// error, since what the panicking Write sent of the stream is unknown. The
+// Conn is not wedged: the writes return, and reading still works.
+func TestConnPanickingWriteEndsTheWriteSide(t *testing.T) {
 	t.Parallel()
 	rawPeer, rawConn := net.Pipe()
 	pc := &panicConn{Conn: rawConn, turn: make(chan struct{})}
@@ -728,8 +731,12 @@ func TestConnSurvivesAPanickingWrite(t *testing.T) {
 	if res := awaitWrite(t, queued); res.err == nil || res.n != 0 {
 		t.Errorf("queued Write = %d, %v; want 0 and an error", res.n, res.err)
 	}
-	if res := awaitWrite(t, goWrite(c, `"after"`)); res.err != nil {
-		t.Errorf("Write after the panic = %d, %v; want the Conn still usable", res.n, res.err)
+	if res := awaitWrite(t, goWrite(c, `"after"`)); res.err == nil || res.n != 0 || !strings.Contains(res.err.Error(), "panicked") {
+		t.Errorf("Write after the panic = %d, %v; want 0 and the error of the panicked write", res.n, res.err)
+	}
+	go rawPeer.Write([]byte("\x00\x00\x00\x011"))
+	if m, err := c.ReadMessage(); err != nil || string(m) != "1" {
+		t.Errorf("ReadMessage after the panic = %q, %v; want 1", m, err)
 	}
 }
 
@@ -805,3 +812,234 @@ func (r *byteSliceReader) Read(p []byte) (int, error) {
 }
 
 func bytesReader(b []byte) io.Reader { return &byteSliceReader{b} }
+
+// wholeThenFail writes everything it is given, and on its call numbered
+// failAt returns its error along with the full count, as an io.Writer may;
+// later calls write nothing and return the error.
+type wholeThenFail struct {
+	net.Conn // nil, or where the bytes also go
+	buf      bytes.Buffer
+	failAt   int
+	calls    int
+	err      error
+}
+
+func (w *wholeThenFail) Write(p []byte) (int, error) {
+	w.calls++
+	if w.calls > w.failAt {
+		return 0, w.err
+	}
+	w.buf.Write(p)
+	if w.Conn != nil {
+		if n, err := w.Conn.Write(p); err != nil {
+			return n, err
+		}
+	}
+	if w.calls == w.failAt {
+		return len(p), w.err
+	}
+	return len(p), nil
+}
+
+// TestWriterFrameThatLeftWholeIsCommitted: a message whose frame left whole
+// is committed even when the write that carried its last byte returned an
+// error, on every write path: the call succeeds (a caller that retried it
+// would send it twice), and the error ends the stream, returned by the next
+// call.
+func TestWriterFrameThatLeftWholeIsCommitted(t *testing.T) {
+	t.Parallel()
+	broken := errors.New("connection broke")
+	msgs := [][]byte{[]byte(`"a"`), []byte(`"b"`), []byte(`"c"`)}
+	tests := []struct {
+		name      string
+		vectored  bool // a header and a payload are two Write calls
+		msgs      int  // messages in the batch
+		failAt    int
+		committed int
+		err       error
+	}{
+		{"one message", false, 1, 1, 1, nil},
+		{"the last of a batch", false, 3, 3, 3, nil},
+		{"inside a batch", false, 3, 2, 2, broken},
+		{"vectored: the last of a batch", true, 3, 6, 3, nil},
+		{"vectored: inside a batch", true, 3, 4, 2, broken},
+		{"vectored: after a header", true, 3, 3, 1, broken},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fw := &wholeThenFail{failAt: tt.failAt, err: broken}
+			w := jsonconn.NewWriter(fw, nil)
+			if tt.vectored {
+				w.ForceVectored()
+			}
+			k, err := w.WriteBatch(msgs[:tt.msgs])
+			if k != tt.committed || err != tt.err {
+				t.Fatalf("WriteBatch = %d, %v; want %d, %v", k, err, tt.committed, tt.err)
+			}
+			var want []string
+			for _, m := range msgs[:k] {
+				want = append(want, string(m))
+			}
+			if diff := cmp.Diff(want, readAllUntilCut(fw.buf.Bytes())); diff != "" {
+				t.Errorf("stream (-committed +whole frames written):\n%s", diff)
+			}
+			if n, err := w.Write([]byte(`"next"`)); n != 0 || err != broken {
+				t.Errorf("Write after = %d, %v; want 0, %v", n, err, broken)
+			}
+		})
+	}
+
+	t.Run("Write and Send", func(t *testing.T) {
+		w := jsonconn.NewWriter(&wholeThenFail{failAt: 1, err: broken}, nil)
+		if n, err := w.Write([]byte(`"x"`)); n != 3 || err != nil {
+			t.Errorf("Write = %d, %v; want 3, nil", n, err)
+		}
+		w = jsonconn.NewWriter(&wholeThenFail{failAt: 1, err: broken}, nil)
+		if err := w.Send("x"); err != nil {
+			t.Errorf("Send = %v; want nil: the message left", err)
+		}
+		if err := w.Send("y"); err != broken {
+			t.Errorf("Send after = %v; want %v", err, broken)
+		}
+	})
+}
+
+// readAllUntilCut decodes the whole frames at the start of b, up to the
+// first one cut short.
+func readAllUntilCut(b []byte) []string {
+	r := jsonconn.NewReader(bytes.NewReader(b), nil)
+	var got []string
+	for {
+		m, err := r.ReadMessage()
+		if err != nil {
+			return got
+		}
+		got = append(got, string(m))
+	}
+}
+
+// TestConnFrameThatLeftWholeIsCommitted checks the same rule through a Conn:
+// WriteBatch over a TCP conn that a wrapper hides from the writev path, and
+// writers coalesced over a pipe, where a queued writer's frame left whole
+// with an error. Each committed message reaches the peer and its caller is
+// told so; the others are not sent.
+func TestConnFrameThatLeftWholeIsCommitted(t *testing.T) {
+	t.Parallel()
+	broken := errors.New("connection broke")
+
+	t.Run("WriteBatch over TCP", func(t *testing.T) {
+		t.Parallel()
+		peer, raw := tcpPair(t)
+		c := jsonconn.New(&wholeThenFail{Conn: raw, failAt: 1, err: broken}, nil)
+		t.Cleanup(func() { c.Close(); peer.Close() })
+		if k, err := c.WriteBatch([][]byte{[]byte(`"only"`)}); k != 1 || err != nil {
+			t.Fatalf("WriteBatch = %d, %v; want 1, nil: the frame left", k, err)
+		}
+		peer.SetReadDeadline(time.Now().Add(hangTimeout))
+		if m, err := jsonconn.NewReader(peer, nil).ReadMessage(); err != nil || string(m) != `"only"` {
+			t.Fatalf("peer got %q, %v", m, err)
+		}
+		if _, err := c.Write([]byte(`"next"`)); !errors.Is(err, broken) {
+			t.Fatalf("Write after = %v, want %v", err, broken)
+		}
+	})
+
+	t.Run("coalesced writers", func(t *testing.T) {
+		t.Parallel()
+		rawPeer, rawConn := net.Pipe()
+		// Write call 1 is the lead's frame, 2 and 3 those of the first two
+		// queued writers: the third carries its last byte with the error.
+		c := jsonconn.New(&wholeThenFail{Conn: rawConn, failAt: 3, err: broken}, nil)
+		t.Cleanup(func() { c.Close(); rawPeer.Close() })
+		msgs := []string{`1`, `2`, `3`}
+		first, results := queueWriters(t, c, rawPeer, `"lead"`, msgs)
+		r := jsonconn.NewReader(io.MultiReader(bytesReader(first), rawPeer), nil)
+		for _, want := range []string{`"lead"`, `1`, `2`} {
+			if m, err := r.ReadMessage(); err != nil || string(m) != want {
+				t.Fatalf("peer got %q, %v; want %q", m, err, want)
+			}
+		}
+		for i, want := range []writeResult{{6, nil}, {1, nil}, {1, nil}, {0, broken}} {
+			if res := awaitWrite(t, results[i]); res.n != want.n || !errors.Is(res.err, want.err) || (want.err == nil) != (res.err == nil) {
+				t.Errorf("writer %d: Write = %d, %v; want %d, %v", i, res.n, res.err, want.n, want.err)
+			}
+		}
+	})
+}
+
+// negativeWriter returns a count below zero with a timeout, breaking the
+// io.Writer contract, on its call numbered at; it writes everything before.
+type negativeWriter struct {
+	bytes.Buffer
+	at, calls, limit int
+}
+
+func (w *negativeWriter) Write(p []byte) (int, error) {
+	w.calls++
+	if w.calls == w.at {
+		return -1, os.ErrDeadlineExceeded
+	}
+	if w.limit > 0 && len(p) > w.limit {
+		w.Buffer.Write(p[:w.limit])
+		return w.limit, os.ErrDeadlineExceeded
+	}
+	return w.Buffer.Write(p)
+}
+
+// TestWriterInvalidCountEndsTheStream: a destination that returns a count
+// below 0 (or above what it was given) ends the stream with an error instead
+// of panicking the Writer, on a frame's write and on the flush of a pending
+// rest, as the Reader guards against such counts from its source.
+func TestWriterInvalidCountEndsTheStream(t *testing.T) {
+	t.Parallel()
+	t.Run("write", func(t *testing.T) {
+		w := jsonconn.NewWriter(&negativeWriter{at: 1}, nil)
+		n, err := w.Write([]byte(`"x"`))
+		if n != 0 || err == nil || isTimeoutErr(err) {
+			t.Fatalf("Write = %d, %v; want 0 and an error that is no timeout", n, err)
+		}
+		if _, err2 := w.Write([]byte(`"y"`)); err2 != err {
+			t.Fatalf("next Write = %v, want the same error", err2)
+		}
+	})
+	t.Run("flush", func(t *testing.T) {
+		w := jsonconn.NewWriter(&negativeWriter{at: 2, limit: 2}, nil)
+		if _, err := w.Write([]byte(`"pending"`)); !errors.Is(err, jsonconn.ErrPending) {
+			t.Fatalf("first Write = %v, want ErrPending", err)
+		}
+		err := w.Flush()
+		if err == nil || isTimeoutErr(err) {
+			t.Fatalf("Flush = %v; want an error that is no timeout", err)
+		}
+	})
+	t.Run("more than given", func(t *testing.T) {
+		w := jsonconn.NewWriter(writerFunc(func(p []byte) (int, error) { return len(p) + 1, nil }), nil)
+		if n, err := w.Write([]byte(`"x"`)); n != 0 || err == nil {
+			t.Fatalf("Write = %d, %v; want 0 and an error", n, err)
+		}
+	})
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+// TestWriterDeadPeerIsNoTimeout: ETIMEDOUT from a write (TCP_USER_TIMEOUT
+// ran out, or keep-alive found the peer gone) is no deadline: the message
+// cut by it is not committed as pending, and the stream ends.
+func TestWriterDeadPeerIsNoTimeout(t *testing.T) {
+	t.Parallel()
+	dead := &net.OpError{Op: "write", Net: "tcp", Err: os.NewSyscallError("write", syscall.ETIMEDOUT)}
+	sw := &stallWriter{limit: 2, err: dead}
+	w := jsonconn.NewWriter(sw, nil)
+	if n, err := w.Write([]byte(`"cut"`)); n != 0 || err != dead || errors.Is(err, jsonconn.ErrPending) {
+		t.Fatalf("Write = %d, %v; want 0 and the error, not ErrPending", n, err)
+	}
+	sw.limit = 1 << 20
+	if n, err := w.Write([]byte(`"next"`)); n != 0 || err != dead {
+		t.Fatalf("Write after = %d, %v; want 0 and the same error: the stream ended", n, err)
+	}
+	if w.Pending() != 0 {
+		t.Fatal("the Writer kept a rest to send after the stream ended")
+	}
+}
