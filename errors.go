@@ -1,12 +1,15 @@
 package jsonconn
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
 	"os"
 	"syscall"
+
+	"github.com/jsonconn/jsonconn/internal/sniff"
 )
 
 var (
@@ -52,12 +55,34 @@ var (
 
 // A FrameSizeError reports a frame whose payload is larger than the frame cap.
 // It matches ErrFrameTooLarge.
+//
+// When the frame's header came from the peer and does not look like a
+// length at all (its bytes spell text, a PROXY protocol header, the start of
+// an HTTP request or a TLS record), the message quotes the header and names
+// what the peer probably speaks, as net/http answers a TLS handshake sent to
+// a plain port with "client sent an HTTP request to an HTTPS server".
 type FrameSizeError struct {
 	Size int64 // payload length: declared by the peer's header, or of the caller's message
 	Max  int   // the frame cap in force
+
+	header [headerLen]byte // the peer's header, if hint is set
+	hint   string          // what the header looks like, from sniff.Header; "" for none
+}
+
+// peerFrameSizeError returns the error for the peer's header hdr, which
+// announces a payload over the cap max.
+func peerFrameSizeError(hdr []byte, max int) *FrameSizeError {
+	e := &FrameSizeError{Size: int64(binary.BigEndian.Uint32(hdr)), Max: max}
+	if e.hint = sniff.Header(hdr); e.hint != "" {
+		copy(e.header[:], hdr)
+	}
+	return e
 }
 
 func (e *FrameSizeError) Error() string {
+	if e.hint != "" {
+		return fmt.Sprintf("jsonconn: frame of %d bytes exceeds the %d-byte limit; its header %q looks like %s", e.Size, e.Max, e.header[:], e.hint)
+	}
 	return fmt.Sprintf("jsonconn: frame of %d bytes exceeds the %d-byte limit", e.Size, e.Max)
 }
 

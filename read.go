@@ -406,7 +406,7 @@ func (r *Reader) next(validate bool) ([]byte, error) {
 	buf := *r.bufp
 	n := binary.BigEndian.Uint32(buf[r.r:])
 	if uint64(n) > uint64(r.max) {
-		r.err = &FrameSizeError{Size: int64(n), Max: r.max}
+		r.err = peerFrameSizeError(buf[r.r:r.r+headerLen], r.max)
 		r.drop()
 		return nil, r.err
 	}

@@ -583,3 +583,43 @@ func (r readFunc) Read(p []byte) (int, error) { return r.read(p) }
 type readerFunc func([]byte) (int, error)
 
 func (f readerFunc) Read(p []byte) (int, error) { return f(p) }
+
+// TestReaderNamesWhatATextHeaderProbablyIs: a header over the cap whose
+// bytes are not a length (a PROXY protocol header, HTTP, a TLS record,
+// text) gets a FrameSizeError that quotes them and names the likely cause.
+// A header that is merely too large, and a caller's own oversized message,
+// get none.
+func TestReaderNamesWhatATextHeaderProbablyIs(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name, stream string
+		want         string // in the message; "" for no hint
+	}{
+		{"PROXY v1", "PROXY TCP4 192.0.2.1 192.0.2.2 5000 7000\r\n", `its header "PROX" looks like a PROXY protocol v1 header`},
+		{"PROXY v2", "\r\n\r\n\x00\r\nQUIT\n\x21\x11\x00\x0c", `its header "\r\n\r\n" looks like a PROXY protocol v2 header`},
+		{"HTTP", "GET / HTTP/1.1\r\nHost: x\r\n\r\n", `its header "GET " looks like HTTP`},
+		{"TLS", "\x16\x03\x01\x02\x00\x01\x00", `its header "\x16\x03\x01\x02" looks like a TLS record`},
+		{"newline-delimited JSON", `{"op":"ping"}` + "\n", `looks like JSON text without a length header`},
+		{"too large", "\x00\x04\x00\x01", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := jsonconn.NewReader(strings.NewReader(tt.stream), nil).ReadMessage()
+			var fe *jsonconn.FrameSizeError
+			if !errors.As(err, &fe) || !errors.Is(err, jsonconn.ErrFrameTooLarge) {
+				t.Fatalf("got %v, want a *FrameSizeError", err)
+			}
+			msg := err.Error()
+			if tt.want == "" && strings.Contains(msg, "looks like") || !strings.Contains(msg, tt.want) {
+				t.Fatalf("got %q, want it to say %q", msg, tt.want)
+			}
+		})
+	}
+	t.Run("the caller's own message", func(t *testing.T) {
+		w := jsonconn.NewWriter(io.Discard, &jsonconn.Config{MaxFrameSize: 8, DisableValidation: true})
+		_, err := w.Write([]byte("GET / HTTP/1.1\r\n"))
+		if !errors.Is(err, jsonconn.ErrFrameTooLarge) || strings.Contains(err.Error(), "looks like") {
+			t.Fatalf("got %v, want a FrameSizeError with no hint", err)
+		}
+	})
+}

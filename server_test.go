@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"runtime"
 	"strings"
@@ -1951,4 +1952,31 @@ func TestServerCloseDoesNotWaitForTLSPeers(t *testing.T) {
 		t.Fatalf("Serve = %v, want ErrServerClosed", err)
 	}
 	awaitStats(t, srv, "the handlers returned", func(s jsonconn.ServerStats) bool { return s.Open == 0 })
+}
+
+// TestServerLogNamesTheProtocolAPeerSpeaks: a real TLS client and a real
+// HTTP client sent to a plain Server are logged as what they are, not as a
+// frame of a billion bytes.
+func TestServerLogNamesTheProtocolAPeerSpeaks(t *testing.T) {
+	t.Parallel()
+	var log syncBuffer
+	srv := &jsonconn.Server{Handler: echo, Logger: quietLogger(&log)}
+	addr, _ := startServer(t, srv, "tcp")
+
+	tc, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true})
+	if err == nil {
+		tc.Close()
+		t.Fatal("a TLS handshake with a plain jsonconn Server succeeded")
+	}
+	client := &http.Client{Timeout: hangTimeout}
+	if resp, err := client.Get("http://" + addr + "/"); err == nil {
+		resp.Body.Close()
+		t.Fatal("an HTTP request to a plain jsonconn Server got a response")
+	}
+	awaitStats(t, srv, "both ends counted", func(s jsonconn.ServerStats) bool { return s.FramesTooLarge == 2 && s.Open == 0 })
+	for _, want := range []string{"looks like a TLS record", "looks like HTTP"} {
+		if !strings.Contains(log.String(), want) {
+			t.Errorf("the log does not say %q:\n%s", want, log.String())
+		}
+	}
 }

@@ -1,0 +1,39 @@
+package sniff_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/jsonconn/jsonconn/internal/sniff"
+)
+
+func TestHeader(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		b    string
+		want string // a word the verdict must contain; "" for none
+	}{
+		{"PROXY v2, as HAProxy's send-proxy-v2 sends it", "\r\n\r\n\x00\r\nQUIT\n\x21\x11\x00\x0c", "PROXY protocol v2"},
+		{"PROXY v1", "PROXY TCP4 192.0.2.1 192.0.2.2 5000 7000\r\n", "PROXY protocol v1"},
+		{"TLS 1.2 ClientHello", "\x16\x03\x01\x02\x00\x01", "TLS"},
+		{"TLS alert", "\x15\x03\x03\x00\x02", "TLS"},
+		{"HTTP request", "GET / HTTP/1.1\r\n", "HTTP"},
+		{"HTTP/2 preface", "PRI * HTTP/2.0\r\n", "HTTP"},
+		{"HTTP response", "HTTP/1.0 400 Bad Request\r\n", "HTTP"},
+		{"SSH", "SSH-2.0-OpenSSH_9.2\r\n", "SSH"},
+		{"newline-delimited JSON", `{"a":1}` + "\n", "newline-delimited"},
+		{"other text", "hello", "text"},
+		{"a large frame", "\x00\x10\x00\x01", ""},
+		{"the largest length", "\xff\xff\xff\xff", ""},
+		{"too short to tell", "GET", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := sniff.Header([]byte(tt.b))
+			if tt.want == "" && got != "" || !strings.Contains(got, tt.want) {
+				t.Errorf("Header(%q) = %q, want a verdict containing %q", tt.b, got, tt.want)
+			}
+		})
+	}
+}
