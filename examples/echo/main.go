@@ -1,8 +1,12 @@
 // Command echo runs a jsonconn echo server and a client against it on the
-// loopback interface, and prints what they say. It is the README's "see it
-// work" command:
+// loopback interface, and prints what they say: a complete program using the
+// library, as the README calls it. From the root of a clone of the
+// repository:
 //
 //	go run ./examples/echo
+//
+// (The README's "see it work" command is go run ./cmd/jsonconn demo, which
+// also measures throughput.)
 package main
 
 import (
