@@ -42,7 +42,10 @@ type Config struct {
 	// writes another encoding, with DisableValidation. The returned slice
 	// must be the caller's to keep: Send may write it after Marshal has been
 	// called again by another goroutine, so a Marshal that reuses one buffer
-	// would corrupt messages.
+	// would corrupt messages. Marshal is called from many goroutines at
+	// once (Send encodes outside the Conn's locks, and a Server or Listener
+	// shares its Config among its connections), so it must be safe for
+	// concurrent use, as json.Marshal is.
 	Marshal func(v any) ([]byte, error)
 
 	// Unmarshal, if not nil, decodes payloads for Receive in place of
@@ -50,7 +53,9 @@ type Config struct {
 	// first, since the replacement may not; an error from Unmarshal then
 	// consumes the message and leaves the stream in sync. data is valid only
 	// during the call, as for json.Unmarshaler: it lives in a pooled buffer,
-	// so a decoder that keeps references into it must copy.
+	// so a decoder that keeps references into it must copy. Like Marshal,
+	// Unmarshal is called from many goroutines at once and must be safe for
+	// concurrent use.
 	Unmarshal func(data []byte, v any) error
 }
 

@@ -19,7 +19,7 @@ func TestConfigFrameCap(t *testing.T) {
 	tests := []struct {
 		name string
 		cfg  *jsonconn.Config
-		want int
+		want int64
 	}{
 		{"nil", nil, jsonconn.DefaultMaxFrameSize},
 		{"zero", &jsonconn.Config{}, jsonconn.DefaultMaxFrameSize},

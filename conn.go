@@ -29,14 +29,19 @@ import (
 // stream. A read that times out mid-frame keeps what it has received and the
 // next read continues the frame. A write that times out before any byte of
 // its frame left returns 0 and the message was not sent; one that times out
-// after part of the frame left returns len(p) and an error matching ErrPending:
-// the message is committed and the rest of its frame goes out ahead of the next
-// message (or on Flush). Only a non-timeout error from the wrapped conn ends
-// the write side; protocol violations by the peer end the read side and close
-// the wrapped conn.
+// after part of the frame left returns len(p) and an error matching
+// [ErrPending]: the message is committed and the rest of its frame goes out
+// ahead of the next message (or on [Conn.Flush]). Only a non-timeout error
+// from the wrapped conn ends the write side; protocol violations by the peer
+// end the read side and close the wrapped conn.
 //
 // Close unblocks pending calls; after Close every method returns an error
 // matching net.ErrClosed.
+//
+// A Conn served by a [Server] adds the Server's rules: its reads return
+// [ErrServerClosed] instead of waiting for a new message once Shutdown has
+// begun, its IdleTimeout and FrameTimeout close it, and its WriteTimeout
+// bounds each message.
 //
 // A Conn over a socket that keeps message boundaries (UDP, or a Unix datagram
 // or seqpacket socket, which New accepts and Listen and Dial refuse) cannot

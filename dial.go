@@ -17,6 +17,14 @@ func Dial(network, address string, cfg *Config) (*Conn, error) {
 
 // A Dialer dials framed-JSON connections, the way tls.Dialer dials TLS ones.
 // The zero value dials with a zero net.Dialer and the default Config.
+//
+// DialConn is the method to use: it takes a context and returns the *Conn.
+// Dial and DialContext return a net.Conn (always a *Conn), so that a Dialer
+// fits wherever a net.Conn dialer goes; net.Dialer's DialTCP is the
+// precedent for a context and a concrete type without a Context suffix.
+//
+// A Dialer's methods may be called concurrently. Its fields must not change
+// while it dials.
 type Dialer struct {
 	// NetDialer dials the underlying connection: its Timeout, Deadline,
 	// KeepAlive, KeepAliveConfig, LocalAddr and so on apply. Nil means a

@@ -47,13 +47,13 @@ func TestDialerDialsEveryNetwork(t *testing.T) {
 					return d.DialConn(context.Background(), n.network, ln.Addr().String())
 				}},
 			} {
-				accepted := acceptOne(t, ln)
+				accepted := acceptConn(t, ln)
 				c, err := dial.dial()
 				if err != nil {
 					t.Fatalf("%s: %v", dial.method, err)
 				}
 				defer c.Close()
-				exchange(t, c, (<-accepted).(*jsonconn.Conn))
+				exchange(t, c, <-accepted)
 				if err := c.Send(strings.Repeat("x", 64)); !errors.Is(err, jsonconn.ErrFrameTooLarge) {
 					t.Errorf("%s: the Dialer's Config was not applied: got %v", dial.method, err)
 				}

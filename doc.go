@@ -15,21 +15,23 @@
 //
 // # Types
 //
-// Conn wraps a net.Conn (TCP, Unix socket, TLS, net.Pipe) and is itself a
-// net.Conn: Write sends exactly one message and Read returns payload bytes,
-// never of two messages in one call, so json.NewEncoder, json.NewDecoder and
-// net/rpc/jsonrpc work over it unchanged. Send and Receive marshal and
-// unmarshal Go values (with encoding/json, or the codec in Config).
-// ReadMessage and AppendMessage return whole payloads, and WriteBatch sends
-// hundreds of messages per system call.
-// Reader and Writer do the same over a plain io.Reader or io.Writer, such as
-// standard input and output.
+// [Conn] wraps a net.Conn (TCP, Unix socket, TLS, net.Pipe) and is itself a
+// net.Conn: [Conn.Write] sends exactly one message and [Conn.Read] returns
+// payload bytes, never of two messages in one call, so json.NewEncoder,
+// json.NewDecoder and net/rpc/jsonrpc work over it unchanged. [Conn.Send]
+// and [Conn.Receive] marshal and unmarshal Go values (with encoding/json, or
+// the codec in [Config]). [Conn.ReadMessage] and [Conn.AppendMessage] return
+// whole payloads, and [Conn.WriteBatch] sends many messages per system call.
+// [Reader] and [Writer] do the same over a plain io.Reader or io.Writer, such
+// as standard input and output.
 //
-// Listen, NewListener, Dial and Dialer mirror their crypto/tls namesakes: they
-// accept and dial *Conn over "tcp", "tcp4", "tcp6" and "unix", and compose
-// with TLS. Server runs a handler per connection in the manner of net/http,
-// with a connection limit, idle and write timeouts, panic recovery and
-// graceful Shutdown.
+// [Listen], [NewListener], [Dial] and [Dialer] mirror their crypto/tls
+// namesakes: they accept and dial *Conn over "tcp", "tcp4", "tcp6" and
+// "unix", and compose with TLS. A [Listener] is a net.Listener whose
+// [Listener.AcceptConn] returns the *Conn. [Server] runs a [Handler] per
+// connection in the manner of net/http, with a connection limit, idle, frame
+// and write timeouts, panic recovery, graceful [Server.Shutdown] and
+// [Server.Stats].
 //
 // # Concurrency
 //
@@ -40,6 +42,12 @@
 // from the network only when the application asks for a message, which is what
 // lets TCP flow control push back on a fast sender (see "Memory and flow
 // control" below). Reader and Writer are not safe for concurrent use.
+//
+// A Config's Marshal and Unmarshal functions are called from many goroutines
+// at once, and must be safe for concurrent use: Send encodes outside the
+// Conn's locks, and a Server or Listener shares one Config among all its
+// connections. A Dialer's methods, a Listener's, and a Server's Shutdown,
+// Close and Stats may be called concurrently, the Server's while Serve runs.
 //
 // # Errors
 //
@@ -89,44 +97,39 @@
 // receiver's memory.
 //
 // What a Conn holds follows what the peer has sent, never what a frame
-// header announces: for a frame it has not finished, less than twice what
-// the peer has sent of it, or 16 KiB if that is more on sources other than
-// Unix sockets, however large the frame it announces.
+// header announces. A header over the cap ([Config.MaxFrameSize]) ends the
+// stream before anything is sized by it, and below the cap a header sizes
+// nothing either: the buffer grows only as bytes arrive.
 //
-// An idle Conn holds no buffer, even while a goroutine is blocked reading
-// it. Once bytes arrive it holds one buffer, from a pool shared by all
-// Conns: 16 KiB, enough for many small frames per read. A header over the
-// cap ([Config.MaxFrameSize]) ends the stream before anything is sized by
-// it. For a larger frame, the buffer grows only when it is full, by
-// doubling, up to the frame's size. How much a Conn holds while it waits
-// for the rest of a frame of which it has k bytes depends on the source:
-//
-//   - A TCP or Unix stream socket on a Unix system is read directly, and
-//     the Conn learns that a read would block before its goroutine parks.
-//     It then keeps the k bytes in the smallest pooled buffer that fits
-//     them: less than 2k bytes, and 24 at least. So 2,000 peers that have
-//     each sent a header announcing 256 KiB cost a Server about 1.9 KiB of
-//     heap each in all, its own state included.
-//   - Every other source (a TLS conn, a pipe, a type that wraps a socket,
-//     any socket on Windows) blocks in Read holding the buffer it was
-//     given: at most max(16 KiB, 2k) bytes, plus a 512-byte pad that a read
-//     between frames lands in. crypto/tls keeps its own record buffer on
-//     top, sized by the TLS record header (up to about 18 KiB).
-//
-// The buffer goes back to the pool as soon as every byte in it has been
-// consumed. [Conn.AppendMessage] reads a frame larger than 16 KiB straight
-// into the caller's buffer when its spare capacity holds the whole payload,
-// and otherwise through the Conn's buffer: it never grows the caller's
-// buffer ahead of the bytes.
+//   - An idle Conn holds no read buffer, even while a goroutine is blocked
+//     reading it. Once bytes arrive it takes one buffer from a pool shared by
+//     all Conns, large enough for many small frames per read, and gives it
+//     back as soon as every byte in it has been consumed.
+//   - For a frame it has not finished, of which it holds k bytes, a Conn
+//     over a TCP or Unix stream socket on a Unix system, which it reads
+//     directly, holds less than 2k bytes of buffer while it waits (and a few
+//     bytes at least). Over any other source (a TLS conn, a pipe, a type that
+//     wraps a socket, any socket on Windows), whose Read blocks holding the
+//     buffer it was given, it holds less than 2k bytes or its first buffer's
+//     size, whichever is more, plus a small pad that a read between frames
+//     lands in. crypto/tls keeps its own record buffer on top.
+//   - [Conn.AppendMessage] reads a large frame straight into the caller's
+//     buffer when its spare capacity holds the whole payload, and otherwise
+//     through the Conn's buffer: it never grows the caller's buffer ahead of
+//     the bytes.
 //
 // A Conn holds no buffer for writing between messages, with one exception:
 // after a write deadline cut a frame part-way, it keeps the unsent rest (at
-// most MaxFrameSize + 4 bytes) until the next write or [Conn.Flush] sends
-// it. A write to a destination that is not a stream socket copies the frame
-// into a pooled buffer for the call (the same bound; never at once with a
-// pending rest). Writers queued behind the one sending hold only their own
-// messages, which are not copied; [Conn.WriteBatch] adds 4 bytes of header
+// most MaxFrameSize plus the header) until the next write or [Conn.Flush]
+// sends it. A write to a destination that is not a stream socket copies the
+// frame into a pooled buffer for the call (the same bound; never at once
+// with a pending rest). Writers queued behind the one sending hold only
+// their own messages, which are not copied; [Conn.WriteBatch] holds a header
 // and two slice headers per message for the duration of the call. A
 // [Server] bounds how long any of this lasts with IdleTimeout, FrameTimeout
 // and WriteTimeout.
+//
+// The repository's docs/design.md and docs/operations.md give the sizes on
+// today's implementation, which may change: the pooled buffers, the pad,
+// and what a Server holds per hostile peer, measured.
 package jsonconn

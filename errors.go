@@ -63,7 +63,7 @@ var (
 // a plain port with "client sent an HTTP request to an HTTPS server".
 type FrameSizeError struct {
 	Size int64 // payload length: declared by the peer's header, or of the caller's message
-	Max  int   // the frame cap in force
+	Max  int64 // the frame cap in force
 
 	header [headerLen]byte // the peer's header, if hint is set
 	hint   string          // what the header looks like, from sniff.Header; "" for none
@@ -72,7 +72,7 @@ type FrameSizeError struct {
 // peerFrameSizeError returns the error for the peer's header hdr, which
 // announces a payload over the cap max.
 func peerFrameSizeError(hdr []byte, max int) *FrameSizeError {
-	e := &FrameSizeError{Size: int64(binary.BigEndian.Uint32(hdr)), Max: max}
+	e := &FrameSizeError{Size: int64(binary.BigEndian.Uint32(hdr)), Max: int64(max)}
 	if e.hint = sniff.Header(hdr); e.hint != "" {
 		copy(e.header[:], hdr)
 	}

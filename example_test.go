@@ -337,3 +337,34 @@ func ExampleDialer_reconnect() {
 	fmt.Println(greeting)
 	// Output: welcome
 }
+
+// Accept framed-JSON connections without a Server: AcceptConn returns the
+// *Conn, with no type assertion.
+func ExampleListener_AcceptConn() {
+	ln, err := jsonconn.Listen("tcp", "127.0.0.1:0", nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := jsonconn.Dial("tcp", ln.Addr().String(), nil)
+		if err != nil {
+			log.Print(err)
+			return
+		}
+		defer c.Close()
+		c.Send(map[string]int{"answer": 42})
+	}()
+
+	c, err := ln.AcceptConn()
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+	var msg map[string]int
+	if err := c.Receive(&msg); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(msg["answer"])
+	// Output: 42
+}

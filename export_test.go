@@ -115,3 +115,15 @@ func LogEnd(srv *Server, c *Conn, panicked bool) {
 // HoldsTooMuch is the Reader's rule for shedding a buffer larger than what
 // it holds calls for.
 var HoldsTooMuch = holdsTooMuch
+
+// Pending reports how many bytes of a committed frame are waiting to be
+// sent.
+func (w *Writer) Pending() int { return len(w.pending) }
+
+// Pending reports how many bytes of a committed frame wait to be sent. It
+// takes the write lock, so it waits for a write in progress.
+func (c *Conn) Pending() int {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	return len(c.w.pending)
+}

@@ -61,12 +61,25 @@ func exchange(t testing.TB, a, b *jsonconn.Conn) {
 	}
 }
 
+// acceptConn accepts one Conn from ln in the background, with AcceptConn.
+func acceptConn(t testing.TB, ln *jsonconn.Listener) <-chan *jsonconn.Conn {
+	t.Helper()
+	return acceptWith(t, ln.AcceptConn)
+}
+
 // acceptOne accepts one conn from ln in the background.
 func acceptOne(t testing.TB, ln net.Listener) <-chan net.Conn {
 	t.Helper()
-	ch := make(chan net.Conn, 1)
+	return acceptWith(t, ln.Accept)
+}
+
+// acceptWith calls accept once in the background and sends what it
+// accepted, which it closes when the test ends; it closes the channel if
+// the listener was closed first.
+func acceptWith[C net.Conn](t testing.TB, accept func() (C, error)) <-chan C {
+	ch := make(chan C, 1)
 	go func() {
-		c, err := ln.Accept()
+		c, err := accept()
 		if err != nil {
 			if !errors.Is(err, net.ErrClosed) {
 				t.Errorf("Accept: %v", err)
@@ -90,16 +103,13 @@ func TestListenAndDialEveryNetwork(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer ln.Close()
-			accepted := acceptOne(t, ln)
+			accepted := acceptConn(t, ln)
 			c, err := jsonconn.Dial(n.network, ln.Addr().String(), nil)
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer c.Close()
-			s, ok := (<-accepted).(*jsonconn.Conn)
-			if !ok {
-				t.Fatal("Accept did not return a *jsonconn.Conn")
-			}
+			s := <-accepted
 			exchange(t, c, s)
 			// The listener's Config applies to accepted conns.
 			if _, err := s.Write(make([]byte, 2<<10)); !errors.Is(err, jsonconn.ErrFrameTooLarge) {
@@ -119,13 +129,13 @@ func TestNewListenerCopiesConfig(t *testing.T) {
 	ln := jsonconn.NewListener(inner, cfg)
 	defer ln.Close()
 	cfg.MaxFrameSize = 1 << 20
-	accepted := acceptOne(t, ln)
+	accepted := acceptConn(t, ln)
 	c, err := jsonconn.Dial("tcp", ln.Addr().String(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	s := (<-accepted).(*jsonconn.Conn)
+	s := <-accepted
 	if _, err := s.Write([]byte(`"more than sixteen bytes"`)); !errors.Is(err, jsonconn.ErrFrameTooLarge) {
 		t.Errorf("got %v, want the cap of 16 given to NewListener", err)
 	}
@@ -142,12 +152,12 @@ func TestTLSComposition(t *testing.T) {
 	}
 	ln := jsonconn.NewListener(tls.NewListener(inner, &tls.Config{Certificates: []tls.Certificate{cert}}), nil)
 	defer ln.Close()
-	accepted := acceptOne(t, ln)
+	accepted := acceptConn(t, ln)
 
 	// A TLS server handshakes on its first read, so the server side must
 	// be reading while the client dials.
 	served := async(func() error {
-		s := (<-accepted).(*jsonconn.Conn)
+		s := <-accepted
 		if _, ok := s.NetConn().(*tls.Conn); !ok {
 			return fmt.Errorf("the accepted Conn wraps a %T, want *tls.Conn", s.NetConn())
 		}
@@ -184,5 +194,56 @@ func TestTLSComposition(t *testing.T) {
 	}
 	if state := c.NetConn().(*tls.Conn).ConnectionState(); !state.HandshakeComplete {
 		t.Error("TLS handshake not complete")
+	}
+}
+
+// The Listener is a net.Listener, for Server.Serve and any other
+// Serve(net.Listener).
+var _ net.Listener = (*jsonconn.Listener)(nil)
+
+// TestListenerAccept: Accept returns a *Conn configured by the Listener, as
+// AcceptConn does, and after Close both return an error matching
+// net.ErrClosed with a nil conn: a nil net.Conn, not a nil *Conn in a
+// non-nil interface.
+func TestListenerAccept(t *testing.T) {
+	t.Parallel()
+	ln, err := jsonconn.Listen("tcp", "127.0.0.1:0", &jsonconn.Config{MaxFrameSize: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		for range 2 {
+			if c, err := net.Dial("tcp", ln.Addr().String()); err == nil {
+				t.Cleanup(func() { c.Close() })
+			}
+		}
+	}()
+	nc, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	c, ok := nc.(*jsonconn.Conn)
+	if !ok {
+		t.Fatalf("Accept returned a %T, want *jsonconn.Conn", nc)
+	}
+	c2, err := ln.AcceptConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	for _, c := range []*jsonconn.Conn{c, c2} {
+		if _, err := c.Write([]byte(`"over eight"`)); !errors.Is(err, jsonconn.ErrFrameTooLarge) {
+			t.Errorf("a write over the Listener's cap of 8: got %v, want ErrFrameTooLarge", err)
+		}
+	}
+	if err := ln.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if nc, err := ln.Accept(); nc != nil || !errors.Is(err, net.ErrClosed) {
+		t.Errorf("Accept after Close = %#v, %v; want nil and net.ErrClosed", nc, err)
+	}
+	if c, err := ln.AcceptConn(); c != nil || !errors.Is(err, net.ErrClosed) {
+		t.Errorf("AcceptConn after Close = %v, %v; want nil and net.ErrClosed", c, err)
 	}
 }

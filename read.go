@@ -11,14 +11,27 @@ import (
 // The read side: Conn's reading methods, then the Reader that decodes
 // frames for them.
 
-// Read reads payload bytes. It never returns bytes of two messages in one
-// call; a message longer than p continues on the next call. See
-// Reader.Read and Reader.ReadMessage for the errors; a protocol violation by
-// the peer also closes the wrapped conn.
-//
-// A message that has already been received in full is returned even if the
+// The read errors of a Conn are those of its [Reader], with what a Conn
+// adds, which each reading method's doc repeats: a protocol violation by the
+// peer also closes the wrapped conn; after Close every read returns an error
+// matching net.ErrClosed; and on a Conn served by a [Server], a read that
+// would wait for a new message once Shutdown has begun returns
+// [ErrServerClosed], and one cut by IdleTimeout or FrameTimeout returns an
+// error matching net.ErrClosed.
+
+// Read reads payload bytes, as [Reader.Read] does: it never returns bytes of
+// two messages in one call, and a message longer than p continues on the
+// next call. It returns io.EOF at a clean end of the peer's stream. A
+// message that has already been received in full is returned even if the
 // read deadline has passed, as crypto/tls does; the deadline governs waiting
-// for the network.
+// for the network, and a read that times out mid-frame resumes where it
+// stopped.
+//
+// A frame over the cap or a payload that is not JSON ends the stream with a
+// [*FrameSizeError] or an [*InvalidJSONError] and closes the wrapped conn.
+// After Close, Read returns an error matching net.ErrClosed. On a Conn served
+// by a [Server], a read that would wait for a new message once Shutdown has
+// begun returns [ErrServerClosed].
 func (c *Conn) Read(p []byte) (n int, err error) {
 	err = c.read(func() (err error) {
 		n, err = c.r.Read(p)
@@ -28,7 +41,16 @@ func (c *Conn) Read(p []byte) (n int, err error) {
 }
 
 // ReadMessage reads the next message and returns its payload in a new slice
-// owned by the caller. See Reader.ReadMessage.
+// owned by the caller, as [Reader.ReadMessage] does. It blocks until a whole
+// frame has arrived, and returns io.EOF at a clean end of the peer's stream
+// and io.ErrUnexpectedEOF inside a frame. A read that times out mid-frame
+// keeps what arrived, and the next call goes on from there.
+//
+// A frame over the cap or a payload that is not JSON ends the stream with a
+// [*FrameSizeError] or an [*InvalidJSONError] and closes the wrapped conn.
+// After Close, ReadMessage returns an error matching net.ErrClosed. On a Conn
+// served by a [Server], a read that would wait for a new message once
+// Shutdown has begun returns [ErrServerClosed].
 func (c *Conn) ReadMessage() (m []byte, err error) {
 	err = c.read(func() (err error) {
 		m, err = c.r.ReadMessage()
@@ -37,8 +59,14 @@ func (c *Conn) ReadMessage() (m []byte, err error) {
 	return m, err
 }
 
-// AppendMessage reads the next message and appends its payload to dst. See
-// Reader.AppendMessage.
+// AppendMessage reads the next message and appends its payload to dst, as
+// [Reader.AppendMessage] does: a caller that reuses dst (passing dst[:0])
+// reads messages without allocating, and dst is never grown before the
+// whole payload has arrived. On error the returned slice has dst's length
+// and contents. Its errors are those of [Conn.ReadMessage]: a protocol
+// violation closes the wrapped conn, after Close the error matches
+// net.ErrClosed, and a served Conn returns [ErrServerClosed] once Shutdown
+// has begun.
 func (c *Conn) AppendMessage(dst []byte) ([]byte, error) {
 	err := c.read(func() (err error) {
 		dst, err = c.r.AppendMessage(dst)
@@ -47,10 +75,19 @@ func (c *Conn) AppendMessage(dst []byte) ([]byte, error) {
 	return dst, err
 }
 
-// Receive reads the next message and decodes it into v. See Reader.Receive.
-// Decoding happens under the read lock, so that a payload found invalid ends
-// the stream before any later message is handed out; concurrent Receive calls
-// therefore decode one at a time.
+// Receive reads the next message and decodes it into v, as [Reader.Receive]
+// does: with encoding/json (or [Config].Unmarshal), with json.Unmarshal's
+// results and errors. An error from decoding a valid payload (a type
+// mismatch, an error from v's UnmarshalJSON) consumes the message and leaves
+// the stream in sync. Decoding happens under the read lock, so that a
+// payload found invalid ends the stream before any later message is handed
+// out; concurrent Receive calls therefore decode one at a time.
+//
+// A frame over the cap or a payload that is not JSON ends the stream with a
+// [*FrameSizeError] or an [*InvalidJSONError] and closes the wrapped conn.
+// After Close, Receive returns an error matching net.ErrClosed. On a Conn
+// served by a [Server], a read that would wait for a new message once
+// Shutdown has begun returns [ErrServerClosed].
 func (c *Conn) Receive(v any) error {
 	return c.read(func() error { return c.r.Receive(v) })
 }
@@ -159,7 +196,7 @@ func (c *Conn) readError(err error) error {
 // though it reports Timeout true: no deadline was involved, and no later read
 // can succeed. A source whose Read returns a count below 0 or above len(p)
 // ends the stream with an error, as does one that returns no bytes and no
-// error 100 times in a row (io.ErrNoProgress), or one whose Read panics.
+// error many times in a row (io.ErrNoProgress), or one whose Read panics.
 //
 // A Reader over a socket that keeps message boundaries (UDP, or a Unix
 // datagram or seqpacket socket) cannot find frames in it: every reading
@@ -239,7 +276,7 @@ func (r *Reader) ReadMessage() ([]byte, error) {
 // AppendMessage reads the next message like ReadMessage and appends its
 // payload to dst, returning the extended slice. A caller that reuses dst
 // (passing dst[:0]) reads messages without allocating. A payload larger than
-// the 16 KiB read buffer that fits in dst's spare capacity is read straight
+// the Reader's buffer that fits in dst's spare capacity is read straight
 // into it, rather than through the Reader's buffer; dst is never grown
 // before the whole payload has arrived. On error the returned slice has
 // dst's length and contents.
@@ -343,15 +380,17 @@ func (r *Reader) Read(p []byte) (int, error) {
 // json.Unmarshaler contract says.
 //
 // Receive does not scan a valid payload twice: when validation is on it
-// relies on encoding/json's own syntax check. Payloads of up to 16 KiB are
-// decoded with a pooled json.Decoder, which keeps the decoding state that
+// relies on encoding/json's own syntax check. Small payloads are decoded
+// with a pooled json.Decoder, which keeps the decoding state that
 // json.Unmarshal allocates anew on every call. A payload that is not valid
-// JSON is the peer's fault, returned as an *InvalidJSONError that ends the
+// JSON is the peer's fault, returned as an [*InvalidJSONError] that ends the
 // stream like any other invalid payload. Any other error from json.Unmarshal
 // (a type mismatch, or an error from the destination's UnmarshalJSON) is
 // returned as is: the message is consumed and the stream stays usable.
-// A v that is not a non-nil pointer is refused with *json.InvalidUnmarshalError
-// before anything is read.
+// With [Config].Unmarshal, the payload is validated first (unless validation
+// is off) and then decoded by it; an error it returns consumes the message
+// too. A v that is not a non-nil pointer is refused with
+// *json.InvalidUnmarshalError before anything is read.
 func (r *Reader) Receive(v any) error {
 	if err := checkUnmarshalTarget(v); err != nil {
 		return err

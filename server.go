@@ -36,12 +36,18 @@ func (f HandlerFunc) ServeConn(ctx context.Context, c *Conn) { f(ctx, c) }
 // goroutine, in the manner of net/http's Server. The zero value is not
 // usable: Handler must be set. A Server must not be copied after first use;
 // its fields must not change while it serves.
+//
+// Serve may be called from several goroutines, each with its own listener,
+// and Shutdown, Close and Stats may be called concurrently with each other
+// and while Serve runs.
 type Server struct {
 	// Handler serves each connection. It must not be nil.
 	Handler Handler
 
 	// Config configures each accepted Conn; nil means the defaults. It is
-	// ignored for a listener that already returns *Conn (NewListener).
+	// ignored for a listener that already returns *Conn (a [Listener]). Its
+	// Marshal and Unmarshal are called from every connection's goroutines
+	// at once.
 	Config *Config
 
 	// MaxConns bounds the connections served at once, across all the
@@ -95,9 +101,9 @@ type Server struct {
 	// connection that ended, with its cause (see ServerStats): at level
 	// Error with the stack for a handler that panicked, Warn for a timeout,
 	// a protocol violation or an I/O error, Debug for the rest. The lines
-	// for ended connections other than panics are rate-limited, so that a
-	// flood of hostile peers cannot flood the log: a burst of 100, then 10 a
-	// second; a line that follows dropped ones says how many were dropped.
+	// for ended connections other than panics are rate-limited (a burst,
+	// then a steady rate), so that a flood of hostile peers cannot flood the
+	// log; a line that follows dropped ones says how many were dropped.
 	// Nil means slog.Default().
 	Logger *slog.Logger
 
@@ -174,12 +180,12 @@ func (srv *Server) ListenAndServe(network, address string) error {
 }
 
 // Serve accepts connections on l and serves each with srv.Handler in a new
-// goroutine. If l returns *Conn (see NewListener), those are served as they
-// are; other conns are wrapped with srv.Config.
+// goroutine. If l returns *Conn (a [Listener] does), those are served as
+// they are; other conns are wrapped with srv.Config.
 //
 // Accept errors that are temporary (a net.Error whose Temporary reports true,
-// such as EMFILE) are logged and retried with a backoff of 5 ms doubling up to
-// 1 s; any other closes l and is returned. Serve always returns a non-nil
+// such as EMFILE) are logged and retried after a delay that doubles, up to a
+// cap, while they last; any other closes l and is returned. Serve always returns a non-nil
 // error and closes l; after Shutdown or Close, the error is ErrServerClosed.
 func (srv *Server) Serve(l net.Listener) error {
 	origListener := l
@@ -334,8 +340,8 @@ func (srv *Server) Shutdown(ctx context.Context) error {
 // connection, and cancels every handler's context. It waits for the Serve
 // calls to exit, not for the handlers to return, nor for any peer: a TLS
 // connection is closed without the close_notify alert that its Close would
-// send, which could wait up to 5 seconds on a peer that does not read. It
-// returns the error of closing a listener, if any.
+// send, which waits on a peer that does not read. It returns the error of
+// closing a listener, if any.
 func (srv *Server) Close() error {
 	srv.inShutdown.Store(true)
 	srv.mu.Lock()
@@ -920,9 +926,9 @@ type ServerStats struct {
 	WriteTimeouts int64 // writes that WriteTimeout cut short
 }
 
-// Stats returns a snapshot of the server's counters. It takes the server's
-// lock once, to count the open connections; the counters themselves cost
-// the message path nothing.
+// Stats returns a snapshot of the server's counters. It may be called at
+// any time, concurrently with Serve and with the connections it serves;
+// counting costs the message path nothing.
 func (srv *Server) Stats() ServerStats {
 	srv.mu.Lock()
 	open := len(srv.conns)

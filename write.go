@@ -12,11 +12,20 @@ import (
 // The write side: Conn's writing methods and the coalescing of concurrent
 // writers, then the Writer that encodes frames for them.
 
-// Write sends p as exactly one message. It returns len(p) or 0, never a part;
-// see the Conn documentation for timeouts and Writer.Write for the rest.
-// The checks of p run before the write lock is taken, and after Close (or
-// once the Conn has closed the wrapped conn) Write returns an error matching
-// net.ErrClosed before p is checked, as Send and WriteBatch do.
+// Write sends p as exactly one message, as [Writer.Write] does, and returns
+// len(p) if the message was committed and 0 if not, never a part. p must
+// hold one JSON value unless validation is off. A p over the cap, or not
+// JSON, is refused with a [*FrameSizeError] or an [*InvalidJSONError] before
+// the write lock is taken or any byte is written, and the Conn stays usable.
+//
+// A write deadline that strikes before any byte of the frame left returns 0:
+// the message was not sent. One that strikes after part of it left returns
+// len(p) and an error matching [ErrPending]: the message is committed and the
+// rest of its frame goes out ahead of the next message or on [Conn.Flush].
+// Writes that arrive while another is sending are coalesced with it (see
+// [Conn]); each gets its own message's result. After Close, or once the Conn
+// has closed the wrapped conn (the peer broke the protocol, or a Server cut
+// it), Write returns an error matching net.ErrClosed before p is checked.
 func (c *Conn) Write(p []byte) (int, error) {
 	if err := c.writeClosed(); err != nil {
 		return 0, err
@@ -27,9 +36,14 @@ func (c *Conn) Write(p []byte) (int, error) {
 	return c.writeMessage(p)
 }
 
-// Send encodes v as compact JSON and sends it as one message. Encoding
-// happens before the write lock is taken. An error matching ErrPending means v
-// was committed; any other error means it was not sent. See Writer.Send.
+// Send encodes v as compact JSON, without HTML escaping (or with
+// [Config].Marshal), and sends it as one message, as [Writer.Send] does.
+// Encoding happens before the write lock is taken; an encoding error, or an
+// encoding over the cap, is returned before any byte is written. An error
+// matching [ErrPending] means v was committed, its rest still to go out
+// ahead of the next message or on [Conn.Flush]; any other error means it was
+// not sent. Like Write, Send is coalesced with concurrent writers, and
+// returns an error matching net.ErrClosed once the wrapped conn is closed.
 func (c *Conn) Send(v any) error {
 	if err := c.writeClosed(); err != nil {
 		return err
@@ -44,9 +58,13 @@ func (c *Conn) Send(v any) error {
 }
 
 // WriteBatch sends each element of msgs as one message, in order, as
-// Writer.WriteBatch does, and returns how many messages were committed. The
-// checks run before the write lock is taken, and the batch is never
-// interleaved with another goroutine's frames.
+// [Writer.WriteBatch] does, and returns how many messages, from the start of
+// msgs, were committed. Every message is checked first, before the write
+// lock is taken: if any is refused, nothing is sent. A timeout commits the
+// messages whose frames left whole and the one it cut, with an error
+// matching [ErrPending]; the rest were not sent. The batch is never
+// interleaved with another goroutine's frames, and after Close WriteBatch
+// returns an error matching net.ErrClosed.
 func (c *Conn) WriteBatch(msgs [][]byte) (int, error) {
 	if err := c.writeClosed(); err != nil {
 		return 0, err
@@ -71,14 +89,6 @@ func (c *Conn) Flush() error {
 
 // flush is Writer.Flush in the shape of a write, for writeLocked.
 func (c *Conn) flush() (int, error) { return 0, c.w.Flush() }
-
-// Pending reports how many bytes of a committed frame wait to be sent. It
-// takes the write lock, so it waits for a write in progress.
-func (c *Conn) Pending() int {
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	return c.w.Pending()
-}
 
 // CloseWrite flushes any pending frame rest, as Flush does, and then shuts
 // down the writing side of the wrapped conn, which must have a CloseWrite
@@ -474,10 +484,10 @@ func (w *Writer) encode(v any) (e *encodeState, p []byte, err error) {
 // as Write's) is returned with 0.
 //
 // On a TCP or Unix stream socket the batch goes out through
-// net.Buffers.WriteTo, whose writev system calls take up to 1,024 buffers
-// each on Unix systems (16 on AIX and Solaris): a header and a payload per
-// message, so 512 messages per call. For small messages that costs far less
-// than a call each. On other writers each message takes its own call.
+// net.Buffers.WriteTo: writev system calls that each carry as many messages
+// as the system takes (a header and a payload per message), which for small
+// messages costs far less than a call each. On other writers each message
+// takes its own call.
 //
 // WriteBatch returns how many messages, from the start of msgs, were
 // committed. A timeout commits the messages whose frames left whole and, if
@@ -502,13 +512,10 @@ func (w *Writer) Flush() error {
 	return w.flushPending()
 }
 
-// Pending reports how many bytes of a committed frame are waiting to be sent.
-func (w *Writer) Pending() int { return len(w.pending) }
-
 // checkSize refuses a payload of n bytes if it exceeds the cap.
 func (w *Writer) checkSize(n int) error {
 	if n > w.max {
-		return &FrameSizeError{Size: int64(n), Max: w.max}
+		return &FrameSizeError{Size: int64(n), Max: int64(w.max)}
 	}
 	return nil
 }

@@ -111,7 +111,7 @@ func (s *sender) run(stdin io.Reader, send func(line []byte) error) error {
 			}
 		}
 		if line == nil {
-			err = &jsonconn.FrameSizeError{Size: size, Max: s.max}
+			err = &jsonconn.FrameSizeError{Size: size, Max: int64(s.max)}
 		} else {
 			err = send(line)
 		}

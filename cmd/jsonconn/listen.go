@@ -55,15 +55,15 @@ printed on stderr, which tells the port of ":0".`)
 	ctx, signalStatus, stop := interrupts(e, "listen")
 	defer stop()
 
-	ln, err := net.Listen(ep.network, ep.address)
+	inner, err := net.Listen(ep.network, ep.address)
 	if err != nil {
 		fmt.Fprintf(e.stderr, "jsonconn listen: %v\n", err)
 		return exitError
 	}
 	if tlsConfig != nil {
-		ln = tls.NewListener(ln, tlsConfig)
+		inner = tls.NewListener(inner, tlsConfig)
 	}
-	ln = jsonconn.NewListener(ln, ep.cfg)
+	ln := jsonconn.NewListener(inner, ep.cfg)
 	if ep.network == "unix" {
 		atForcedExit(func() { os.Remove(ep.address) }) // Close would have
 	}
