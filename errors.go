@@ -69,12 +69,13 @@ type FrameSizeError struct {
 	hint   string          // what the header looks like, from sniff.Header; "" for none
 }
 
-// peerFrameSizeError returns the error for the peer's header hdr, which
-// announces a payload over the cap max.
-func peerFrameSizeError(hdr []byte, max int) *FrameSizeError {
-	e := &FrameSizeError{Size: int64(binary.BigEndian.Uint32(hdr)), Max: int64(max)}
-	if e.hint = sniff.Header(hdr); e.hint != "" {
-		copy(e.header[:], hdr)
+// peerFrameSizeError returns the error for the peer's header that
+// announces a payload over the cap max; b holds the header and whatever
+// arrived with it, the more evidence for what the peer speaks.
+func peerFrameSizeError(b []byte, max int) *FrameSizeError {
+	e := &FrameSizeError{Size: int64(binary.BigEndian.Uint32(b)), Max: int64(max)}
+	if e.hint = sniff.Header(b, MaxFrameSizeLimit); e.hint != "" {
+		copy(e.header[:], b)
 	}
 	return e
 }

@@ -120,11 +120,10 @@ func (c *Conn) readWithLock(f func() error) error {
 		return c.opError("read", net.ErrClosed)
 	}
 	h := c.hook
-	if h == nil {
-		return c.readError(f())
-	}
-	if err := h.readBegin(); err != nil {
-		return err
+	if h != nil {
+		if err := h.readBegin(); err != nil {
+			return err
+		}
 	}
 	returned := false
 	defer func() {
@@ -133,7 +132,11 @@ func (c *Conn) readWithLock(f func() error) error {
 		}
 	}()
 	for {
-		err, again := h.readEnd(c.readError(f()))
+		err := c.readError(f())
+		again := false
+		if h != nil {
+			err, again = h.readEnd(err)
+		}
 		if !again {
 			returned = true
 			return err
@@ -141,16 +144,22 @@ func (c *Conn) readWithLock(f func() error) error {
 	}
 }
 
-// readPanicked tells h how a read that panicked ended, as readWithLock
-// unwinds. A panic from the source's Read left the Reader's stream ended
-// with errReadPanicked, an I/O error like any other. A panic anywhere else
-// came from decoding a message that had arrived whole, which the Reader has
-// consumed: the read ended with a message, as after a type mismatch.
+// readPanicked settles a read that panicked, as readWithLock unwinds, and
+// tells h, if not nil, how it ended. A panic from the source's Read left the
+// Reader's stream ended with errReadPanicked, an I/O error like any other,
+// and the buffer goes. A panic anywhere else came from decoding a message
+// that had arrived whole, which the Reader has consumed: the read ended with
+// a message, as after a type mismatch.
 func (c *Conn) readPanicked(h connHook) {
 	if c.r.err == nil {
 		c.r.consumed() // the payload the decoder was given is no longer in use
+	} else {
+		c.r.drop()
 	}
-	h.readEnd(c.readError(c.r.err))
+	err := c.readError(c.r.err)
+	if h != nil {
+		h.readEnd(err)
+	}
 }
 
 // readError maps an error from the Reader to what Read and friends return:
@@ -437,6 +446,7 @@ func (r *Reader) next(validate bool) ([]byte, error) {
 		return p, nil
 	}
 	if r.err != nil {
+		r.drop() // a stream that a panic ended may still hold a buffer
 		return nil, r.err
 	}
 	if err := r.fill(headerLen); err != nil {
@@ -445,7 +455,7 @@ func (r *Reader) next(validate bool) ([]byte, error) {
 	buf := *r.bufp
 	n := binary.BigEndian.Uint32(buf[r.r:])
 	if uint64(n) > uint64(r.max) {
-		r.err = peerFrameSizeError(buf[r.r:r.r+headerLen], r.max)
+		r.err = peerFrameSizeError(buf[r.r:r.w], r.max)
 		r.drop()
 		return nil, r.err
 	}

@@ -10,6 +10,7 @@ import (
 	"os"
 	"runtime"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"testing/iotest"
@@ -598,7 +599,7 @@ func TestReaderNamesWhatATextHeaderProbablyIs(t *testing.T) {
 		{"PROXY v1", "PROXY TCP4 192.0.2.1 192.0.2.2 5000 7000\r\n", `its header "PROX" looks like a PROXY protocol v1 header`},
 		{"PROXY v2", "\r\n\r\n\x00\r\nQUIT\n\x21\x11\x00\x0c", `its header "\r\n\r\n" looks like a PROXY protocol v2 header`},
 		{"HTTP", "GET / HTTP/1.1\r\nHost: x\r\n\r\n", `its header "GET " looks like HTTP`},
-		{"TLS", "\x16\x03\x01\x02\x00\x01\x00", `its header "\x16\x03\x01\x02" looks like a TLS record`},
+		{"TLS", "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", `its header "\x16\x03\x01\x02" looks like a TLS record`},
 		{"newline-delimited JSON", `{"op":"ping"}` + "\n", `looks like JSON text without a length header`},
 		{"too large", "\x00\x04\x00\x01", ""},
 	}
@@ -615,6 +616,17 @@ func TestReaderNamesWhatATextHeaderProbablyIs(t *testing.T) {
 			}
 		})
 	}
+	t.Run("legal lengths over a smaller cap", func(t *testing.T) {
+		// A framed-JSON peer whose cap is larger than ours may send these
+		// lengths: its JSON body must not be taken for another protocol.
+		for _, n := range []uint32{0x16030101, 0x0D0A0D0A, 0x2A303132} {
+			stream := append(binary.BigEndian.AppendUint32(nil, n), `["x"]`...)
+			_, err := jsonconn.NewReader(bytes.NewReader(stream), &jsonconn.Config{MaxFrameSize: 128 << 20}).ReadMessage()
+			if !errors.Is(err, jsonconn.ErrFrameTooLarge) || strings.Contains(err.Error(), "looks like") {
+				t.Errorf("a frame of %d bytes: got %v, want a FrameSizeError with no guess at another protocol", n, err)
+			}
+		}
+	})
 	t.Run("the caller's own message", func(t *testing.T) {
 		w := jsonconn.NewWriter(io.Discard, &jsonconn.Config{MaxFrameSize: 8, DisableValidation: true})
 		_, err := w.Write([]byte("GET / HTTP/1.1\r\n"))
@@ -622,4 +634,64 @@ func TestReaderNamesWhatATextHeaderProbablyIs(t *testing.T) {
 			t.Fatalf("got %v, want a FrameSizeError with no hint", err)
 		}
 	})
+}
+
+// nthReadConn runs fail on its nth Read; the others read the conn.
+type nthReadConn struct {
+	net.Conn
+	n     int32
+	calls atomic.Int32
+	fail  func() (int, error)
+}
+
+func (c *nthReadConn) Read(p []byte) (int, error) {
+	if c.calls.Add(1) == c.n {
+		return c.fail()
+	}
+	return c.Conn.Read(p)
+}
+
+// TestConnPanickingReadReleasesTheBuffer: a source whose Read panics ends the
+// stream, and the buffer of the frame it was reading goes, as on every other
+// end of the stream, rather than staying for as long as the Conn lives.
+func TestConnPanickingReadReleasesTheBuffer(t *testing.T) {
+	t.Parallel()
+	for _, panics := range []bool{false, true} {
+		name := "error"
+		if panics {
+			name = "panic"
+		}
+		t.Run(name, func(t *testing.T) {
+			a, b := net.Pipe()
+			defer b.Close()
+			src := &nthReadConn{Conn: a, n: 4, fail: func() (int, error) {
+				if panics {
+					panic("source broke")
+				}
+				return 0, errors.New("source broke")
+			}}
+			c := jsonconn.New(src, nil)
+			defer c.Close()
+			go func() {
+				frame := binary.BigEndian.AppendUint32(nil, 200<<10)
+				frame = append(frame, '"')
+				frame = append(frame, strings.Repeat("x", 100<<10)...)
+				b.Write(frame) // the first half of a 200 KiB frame
+			}()
+			func() {
+				defer func() { recover() }()
+				c.ReadMessage()
+			}()
+			if _, err := c.ReadMessage(); err == nil {
+				t.Fatal("the stream did not end")
+			}
+			if h := c.Held(); h != 0 {
+				t.Errorf("after the stream ended by a %s of the source, the Conn holds %d bytes of buffer; want 0", name, h)
+			}
+			c.Close()
+			if h := c.Held(); h != 0 {
+				t.Errorf("after Close, the Conn holds %d bytes of buffer; want 0", h)
+			}
+		})
+	}
 }

@@ -1980,3 +1980,41 @@ func TestServerLogNamesTheProtocolAPeerSpeaks(t *testing.T) {
 		}
 	}
 }
+
+// panickyWriteConn's Write panics.
+type panickyWriteConn struct{ net.Conn }
+
+func (panickyWriteConn) Write([]byte) (int, error) { panic("wrapped conn's Write broke") }
+
+// TestServerPanickingWriteEndsLikeAnIOError: a panic from the wrapped
+// conn's Write, recovered by the handler, ends the write side as an I/O
+// error does: the handler's context is cancelled and the end counts as an
+// I/O error, as for a panicking Read.
+func TestServerPanickingWriteEndsLikeAnIOError(t *testing.T) {
+	t.Parallel()
+	recovered := make(chan any, 1)
+	ctxErr := make(chan error, 1)
+	srv := &jsonconn.Server{Handler: jsonconn.HandlerFunc(func(ctx context.Context, c *jsonconn.Conn) {
+		func() {
+			defer func() { recovered <- recover() }()
+			c.Send("reply")
+		}()
+		select {
+		case <-ctx.Done():
+			ctxErr <- nil
+		case <-time.After(hangTimeout):
+			ctxErr <- context.DeadlineExceeded
+		}
+	})}
+	addr := startServerWrapped(t, srv, func(c net.Conn) net.Conn { return panickyWriteConn{c} })
+	rawDial(t, addr)
+	if p := <-recovered; p == nil {
+		t.Fatal("Send did not panic")
+	}
+	if err := <-ctxErr; err != nil {
+		t.Errorf("the handler's context was not cancelled after its write side ended with a panic")
+	}
+	if s := oneEnded(t, srv); s.IOErrors != 1 || s.Returned != 0 {
+		t.Errorf("stats %+v: want one I/O error, not a sound return", s)
+	}
+}

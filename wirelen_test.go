@@ -26,12 +26,18 @@ import (
 // What counts, with go/ast alone (no type information):
 //
 //   - A wire length is the result of binary.BigEndian.Uint32 or
-//     binary.LittleEndian.Uint32, and any variable assigned one.
+//     binary.LittleEndian.Uint32, and any variable assigned one, or a copy
+//     of one (m := n, m := uint64(n)); a copy made after its source was
+//     bounded is bounded.
 //   - Using it as a size means converting it to int or int32, passing it to
 //     make, or using it in an index or slice expression.
-//   - A bound is a comparison (<, <=, >, >=) that mentions the variable and
-//     does not convert it to int or int32 (uint64(n) > uint64(max), n > 1<<18),
-//     placed before the use in the same function.
+//   - A bound is an upper bound that exits: a comparison with the length on
+//     its larger side (n > max, n >= max, max < n, max <= n), made without
+//     converting it to int or int32 (uint64(n) > uint64(max), n > 1<<18), as
+//     the condition of an if, or in the list of a switch case, whose body
+//     ends in return, panic, break, continue or goto; placed before the use
+//     in the same function. A lower bound, a loop condition or a guard whose
+//     branch goes on does not bound the length.
 //   - Building a length from bytes in an int (int(b[0])<<24 | ...) is always
 //     reported: the shift overflows a 32-bit int. Use binary.BigEndian.Uint32.
 //
@@ -93,6 +99,13 @@ func TestWireLengthCheckFindsEachMistake(t *testing.T) {
 		{"bounded as uint32", `n := binary.BigEndian.Uint32(hdr); if n > 1<<18 { return }; _ = headerLen + int(n)`, 0},
 		{"not a size", `n := binary.BigEndian.Uint32(hdr); _ = int64(n); _ = uint64(n) + 4`, 0},
 		{"bytes shifted in a uint32", `n := uint32(hdr[0])<<24 | uint32(hdr[1])<<16; _ = n`, 0},
+		{"a lower bound only", `n := binary.BigEndian.Uint32(hdr); if n < 2 { return }; _ = make([]byte, int(n))`, 2},
+		{"a loop over the length", `n := binary.BigEndian.Uint32(hdr); for i := uint32(0); i < n; i++ {}; _ = make([]byte, int(n))`, 2},
+		{"copied to another name", `n := binary.BigEndian.Uint32(hdr); m := n; _ = make([]byte, int(m))`, 2},
+		{"copied after the bound", `n := binary.BigEndian.Uint32(hdr); if n > 10 { return }; m := uint64(n); _ = make([]byte, m)`, 0},
+		{"a guard whose branch goes on", `n := binary.BigEndian.Uint32(hdr); if n > 0 { _ = make([]byte, int(n)) }`, 2},
+		{"bounded in a switch case", `n := binary.BigEndian.Uint32(hdr); switch { case uint64(n) > uint64(limit), n == 0: return }; _ = buf[:n]`, 0},
+		{"bounded from the other side", `n := binary.BigEndian.Uint32(hdr); if uint64(limit) < uint64(n) { panic("too long") }; _ = buf[:n]`, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -133,40 +146,90 @@ func unboundedWireLengths(path string, src []byte) ([]string, error) {
 
 // checkWireLengths applies the rule to one function body.
 func checkWireLengths(body *ast.BlockStmt, report func(ast.Node, string, ...any)) {
-	// The variables that hold a wire length, and where each is bounded.
+	// The variables that hold a wire length: assigned one, or a copy of one
+	// (to a fixed point, for copies of copies), with where each copy was
+	// made and from what.
 	vars := map[string]bool{}
+	type copyOf struct {
+		from string
+		at   token.Pos
+	}
+	var copies []struct {
+		name string
+		copyOf
+	}
+	for changed := true; changed; {
+		changed = false
+		mark := func(id *ast.Ident, value ast.Expr) {
+			if vars[id.Name] {
+				return
+			}
+			if containsWireCall(value) {
+				vars[id.Name], changed = true, true
+			} else if from := copiedName(value); vars[from] {
+				vars[id.Name], changed = true, true
+				copies = append(copies, struct {
+					name string
+					copyOf
+				}{id.Name, copyOf{from, id.Pos()}})
+			}
+		}
+		ast.Inspect(body, func(n ast.Node) bool {
+			switch s := n.(type) {
+			case *ast.AssignStmt:
+				if len(s.Lhs) == len(s.Rhs) {
+					for i, rhs := range s.Rhs {
+						if id, ok := s.Lhs[i].(*ast.Ident); ok {
+							mark(id, rhs)
+						}
+					}
+				}
+			case *ast.ValueSpec:
+				if len(s.Names) == len(s.Values) {
+					for i, v := range s.Values {
+						mark(s.Names[i], v)
+					}
+				}
+			}
+			return true
+		})
+	}
+
+	// Where each is bounded: the upper bounds that exit.
+	bounds := map[string][]token.Pos{}
+	addBounds := func(cond ast.Expr) {
+		ast.Inspect(cond, func(n ast.Node) bool {
+			be, ok := n.(*ast.BinaryExpr)
+			if !ok {
+				return true
+			}
+			var large ast.Expr
+			switch be.Op {
+			case token.GTR, token.GEQ:
+				large = be.X
+			case token.LSS, token.LEQ:
+				large = be.Y
+			default:
+				return true
+			}
+			for name := range vars {
+				if mentions(large, name) && !convertsToInt(be, name) {
+					bounds[name] = append(bounds[name], be.Pos())
+				}
+			}
+			return true
+		})
+	}
 	ast.Inspect(body, func(n ast.Node) bool {
 		switch s := n.(type) {
-		case *ast.AssignStmt:
-			if len(s.Lhs) == len(s.Rhs) {
-				for i, rhs := range s.Rhs {
-					if id, ok := s.Lhs[i].(*ast.Ident); ok && containsWireCall(rhs) {
-						vars[id.Name] = true
-					}
-				}
+		case *ast.IfStmt:
+			if exits(s.Body.List) {
+				addBounds(s.Cond)
 			}
-		case *ast.ValueSpec:
-			if len(s.Names) == len(s.Values) {
-				for i, v := range s.Values {
-					if containsWireCall(v) {
-						vars[s.Names[i].Name] = true
-					}
-				}
-			}
-		}
-		return true
-	})
-	bounds := map[string][]token.Pos{}
-	ast.Inspect(body, func(n ast.Node) bool {
-		be, ok := n.(*ast.BinaryExpr)
-		if !ok {
-			return true
-		}
-		switch be.Op {
-		case token.LSS, token.LEQ, token.GTR, token.GEQ:
-			for name := range vars {
-				if (mentions(be.X, name) || mentions(be.Y, name)) && !convertsToInt(be, name) {
-					bounds[name] = append(bounds[name], be.Pos())
+		case *ast.CaseClause:
+			if exits(s.Body) {
+				for _, e := range s.List {
+					addBounds(e)
 				}
 			}
 		}
@@ -174,6 +237,16 @@ func checkWireLengths(body *ast.BlockStmt, report func(ast.Node, string, ...any)
 	})
 	bounded := func(name string, at token.Pos) bool {
 		return slices.ContainsFunc(bounds[name], func(p token.Pos) bool { return p < at })
+	}
+	// A copy made after its source was bounded is bounded from there on.
+	for again := true; again; {
+		again = false
+		for _, cp := range copies {
+			if bounded(cp.from, cp.at) && !bounded(cp.name, cp.at+1) {
+				bounds[cp.name] = append(bounds[cp.name], cp.at)
+				again = true
+			}
+		}
 	}
 
 	// sizeUse reports e, used as a size at use, if it holds a wire length
@@ -217,6 +290,38 @@ func checkWireLengths(body *ast.BlockStmt, report func(ast.Node, string, ...any)
 		}
 		return true
 	})
+}
+
+// copiedName returns the name that e copies, as an identifier or a
+// conversion of one (n, uint64(n)), or "".
+func copiedName(e ast.Expr) string {
+	if call, ok := e.(*ast.CallExpr); ok && len(call.Args) == 1 {
+		if _, isType := call.Fun.(*ast.Ident); isType {
+			e = call.Args[0]
+		}
+	}
+	if id, ok := e.(*ast.Ident); ok {
+		return id.Name
+	}
+	return ""
+}
+
+// exits reports whether a block of statements ends by leaving it: in a
+// return, a panic, a break, a continue or a goto.
+func exits(stmts []ast.Stmt) bool {
+	if len(stmts) == 0 {
+		return false
+	}
+	switch s := stmts[len(stmts)-1].(type) {
+	case *ast.ReturnStmt, *ast.BranchStmt:
+		return true
+	case *ast.ExprStmt:
+		if call, ok := s.X.(*ast.CallExpr); ok {
+			id, ok := call.Fun.(*ast.Ident)
+			return ok && id.Name == "panic"
+		}
+	}
+	return false
 }
 
 // atoi returns the value of a decimal integer literal, or -1.

@@ -124,21 +124,37 @@ func (c *Conn) write(f func() (int, error)) (int, error) {
 // writeLocked runs f, a write of c.w, unless the wrapped conn is closed; a
 // served Conn's hook is told before (it sets the write deadline) and after.
 // It returns f's error unchanged: the caller passes it through writeError.
+// If the wrapped conn's Write panics, the write side ends, as after an I/O
+// error (the Writer's stream keeps errWritePanicked, and lets go of a pending
+// rest), and the panic goes on.
 func (c *Conn) writeLocked(f func() (int, error)) (int, error) {
 	if err := c.writeClosed(); err != nil {
 		return 0, err
 	}
-	if c.hook == nil {
-		return f()
+	h := c.hook
+	if h != nil {
+		h.writeBegin()
 	}
-	c.hook.writeBegin()
+	returned := false
+	defer func() {
+		if !returned {
+			c.w.fail(errWritePanicked)
+			if h != nil {
+				h.writeEnd(errWritePanicked)
+				c.broke(errWritePanicked)
+			}
+		}
+	}()
 	n, err := f()
-	c.hook.writeEnd(err)
-	if err == nil && c.w.err != nil {
-		// Every message left, but the write that carried the last one
-		// ended the stream: the caller learns it at its next write, the
-		// Server now.
-		c.broke(c.w.err)
+	returned = true
+	if h != nil {
+		h.writeEnd(err)
+		if err == nil && c.w.err != nil {
+			// Every message left, but the write that carried the last
+			// one ended the stream: the caller learns it at its next
+			// write, the Server now.
+			c.broke(c.w.err)
+		}
 	}
 	return n, err
 }
@@ -263,7 +279,7 @@ func (c *Conn) sendQueued(p []byte) (n int, err error) {
 	}
 	sent := false
 	defer func() {
-		if !sent { // the wrapped conn's Write panicked
+		if !sent { // the wrapped conn's Write panicked (writeLocked ended the stream)
 			clear(c.msgs[:cap(c.msgs)])
 			c.wmu.Unlock()
 			for _, r := range batch {
@@ -507,6 +523,7 @@ func (w *Writer) WriteBatch(msgs [][]byte) (int, error) {
 // for the next Flush or write.
 func (w *Writer) Flush() error {
 	if w.err != nil {
+		w.fail(w.err) // a stream a panic ended may still hold a rest
 		return w.err
 	}
 	return w.flushPending()
@@ -596,9 +613,13 @@ func (w *Writer) writeFrames(msgs [][]byte) (int, error) {
 // has left.
 func (w *Writer) ready() error {
 	if w.err != nil {
+		w.fail(w.err) // a stream a panic ended may still hold a rest
 		return w.err
 	}
-	return w.flushPending()
+	if err := w.flushPending(); err != nil {
+		return err
+	}
+	return w.err // the write that finished the rest may have ended the stream
 }
 
 // writeOnce writes w.hdr and p in one write call: one writev on a stream
@@ -687,7 +708,10 @@ func (w *Writer) keepRest(p []byte, n int) {
 	w.pending = append(buf, p[n-headerLen:]...)
 }
 
-// flushPending writes what an earlier timeout left pending.
+// flushPending writes what an earlier timeout left pending. As for a frame
+// (see settle), a rest that left whole is sent, whatever error came with its
+// last byte: flushPending then returns nil, and an error that ends the
+// stream is returned by the next call.
 func (w *Writer) flushPending() error {
 	if len(w.pending) == 0 {
 		return nil
@@ -703,9 +727,10 @@ func (w *Writer) flushPending() error {
 	if len(w.pending) == 0 {
 		putBuf(w.pendp)
 		w.pendp, w.pending = nil, nil
-		if err == nil || isTimeout(err) {
-			return nil // all of it left: a timeout now is moot
+		if err != nil && !isTimeout(err) {
+			w.fail(err)
 		}
+		return nil // all of it left
 	} else if err == nil {
 		err = io.ErrShortWrite
 	}

@@ -1043,3 +1043,95 @@ func TestWriterDeadPeerIsNoTimeout(t *testing.T) {
 		t.Fatal("the Writer kept a rest to send after the stream ended")
 	}
 }
+
+// scriptedWriter returns, call by call, the scripted count (a negative
+// count means "all of p") and error, and keeps what it was said to accept.
+type scriptedWriter struct {
+	buf    bytes.Buffer
+	script []struct {
+		n   int
+		err error
+	}
+}
+
+func (w *scriptedWriter) Write(p []byte) (int, error) {
+	if len(w.script) == 0 {
+		w.buf.Write(p)
+		return len(p), nil
+	}
+	s := w.script[0]
+	w.script = w.script[1:]
+	n := s.n
+	if n < 0 || n > len(p) {
+		n = len(p)
+	}
+	w.buf.Write(p[:n])
+	return n, s.err
+}
+
+// TestWriterFlushOfARestThatLeftWholeSucceeds: a frame whose rest Flush sent
+// whole is committed, whatever error came with its last byte, as for a
+// frame written at once: Flush succeeds and the next call returns the error.
+// A Flush that failed would tell a caller that saw ErrPending that the peer
+// lacks the message, and the caller would send it again elsewhere.
+func TestWriterFlushOfARestThatLeftWholeSucceeds(t *testing.T) {
+	t.Parallel()
+	broken := errors.New("connection broke")
+	dst := &scriptedWriter{}
+	dst.script = append(dst.script,
+		struct {
+			n   int
+			err error
+		}{2, os.ErrDeadlineExceeded}, // half of the header, then the deadline
+		struct {
+			n   int
+			err error
+		}{-1, broken}, // the whole rest, with an error
+	)
+	w := jsonconn.NewWriter(dst, nil)
+	if n, err := w.Write([]byte(`"msg"`)); n != 5 || !errors.Is(err, jsonconn.ErrPending) {
+		t.Fatalf("Write = %d, %v; want 5, ErrPending", n, err)
+	}
+	err := w.Flush()
+	m, rerr := jsonconn.NewReader(bytes.NewReader(dst.buf.Bytes()), nil).ReadMessage()
+	if rerr != nil || string(m) != `"msg"` {
+		t.Fatalf("setup: the peer got %q, %v; want the whole message", m, rerr)
+	}
+	if err != nil {
+		t.Errorf("Flush = %v, with the whole frame on the wire; want nil (and %v from the next call)", err, broken)
+	}
+	if n, err := w.Write([]byte(`"next"`)); n != 0 || err != broken {
+		t.Errorf("Write after = %d, %v; want 0, %v", n, err, broken)
+	}
+}
+
+// panicAfterWriter accepts 2 bytes with a deadline, then panics.
+type panicAfterWriter struct{ calls int }
+
+func (w *panicAfterWriter) Write(p []byte) (int, error) {
+	if w.calls++; w.calls == 1 {
+		return 2, os.ErrDeadlineExceeded
+	}
+	panic("destination broke")
+}
+
+// TestWriterPanickingFlushReleasesThePendingRest: a Flush whose Write panics
+// ends the stream, and the pending rest it could never send (up to
+// MaxFrameSize+4 bytes) is let go, as on every other end of the stream.
+func TestWriterPanickingFlushReleasesThePendingRest(t *testing.T) {
+	t.Parallel()
+	w := jsonconn.NewWriter(&panicAfterWriter{}, nil)
+	if _, err := w.Write([]byte(`"` + string(bytes.Repeat([]byte("x"), 100<<10)) + `"`)); !errors.Is(err, jsonconn.ErrPending) {
+		t.Fatalf("Write = %v; want ErrPending", err)
+	}
+	func() {
+		defer func() { recover() }()
+		w.Flush()
+	}()
+	if err := w.Flush(); err == nil {
+		t.Fatal("the stream did not end")
+	}
+	if h := w.HeldPending(); h != 0 {
+		t.Errorf("after the stream ended by a panic, the Writer holds %d bytes for a rest it can never send; want 0", h)
+	}
+}

@@ -5,25 +5,38 @@
 // speaks; it is internal so that its wording can change.
 package sniff
 
-import "bytes"
+import (
+	"bytes"
+	"encoding/binary"
+)
 
-// Header returns what b, the first bytes of a stream or the header of a
-// frame (at least 4 bytes for a verdict), probably is, as a phrase that
-// completes "looks like ...", with a hint at the fix after a colon where
-// there is one; or "" if b looks like nothing in particular, as the header
-// of a frame that is merely too large does.
-func Header(b []byte) string {
+// Header returns what b probably is, as a phrase that completes "looks
+// like ...", with a hint at the fix after a colon where there is one; or ""
+// if b looks like nothing in particular, as the header of a frame that is
+// merely too large does. b is what a peer sent where a frame header was
+// expected: the 4 header bytes and whatever arrived with them.
+//
+// A header that declares more than limit bytes (the largest frame cap any
+// peer may set) cannot come from a framed-JSON peer, and its 4 bytes are
+// evidence enough. One within it could be a peer whose cap is larger than
+// the reader's, so it is named only on evidence that no framed-JSON peer
+// could send: a whole PROXY protocol v2 signature, or a TLS record whose
+// next bytes are a handshake or an alert, neither of which JSON can hold.
+// Text in a legal length is never named: a large frame's body is text too.
+func Header(b []byte, limit uint32) string {
 	if len(b) < 4 {
 		return ""
 	}
+	legal := binary.BigEndian.Uint32(b) <= limit
 	switch {
-	case bytes.HasPrefix(b, []byte("\r\n\r\n")):
-		// The PROXY protocol v2 signature: \r\n\r\n\x00\r\nQUIT\n.
+	case isProxyV2(b, legal):
 		return "a PROXY protocol v2 header: wrap the listener with a PROXY protocol reader"
-	case bytes.HasPrefix(b, []byte("PROX")):
-		return "a PROXY protocol v1 header: wrap the listener with a PROXY protocol reader"
 	case isTLSRecord(b):
 		return "a TLS record: the peer speaks TLS (serve it through tls.NewListener, or dial with Dialer.TLSConfig)"
+	case legal:
+		return ""
+	case bytes.HasPrefix(b, []byte("PROX")):
+		return "a PROXY protocol v1 header: wrap the listener with a PROXY protocol reader"
 	case bytes.HasPrefix(b, []byte("HTTP")), isHTTPMethod(b):
 		return "HTTP: the peer speaks HTTP, not framed JSON"
 	case bytes.HasPrefix(b, []byte("SSH-")):
@@ -36,14 +49,33 @@ func Header(b []byte) string {
 	return ""
 }
 
-// isTLSRecord reports whether b starts a TLS record: a content type
-// (change_cipher_spec, alert, handshake or application_data) and a
-// protocol version of 3.0 (SSL 3.0) to 3.4.
-func isTLSRecord(b []byte) bool {
-	return b[0] >= 0x14 && b[0] <= 0x17 && b[1] == 3 && b[2] <= 4
+// proxyV2Signature starts every PROXY protocol v2 header.
+var proxyV2Signature = []byte("\r\n\r\n\x00\r\nQUIT\n")
+
+// isProxyV2 reports whether b starts with the PROXY protocol v2 signature:
+// the whole of it if the length is legal, and as much as b holds otherwise.
+func isProxyV2(b []byte, legal bool) bool {
+	if len(b) < len(proxyV2Signature) {
+		return !legal && bytes.HasPrefix(proxyV2Signature, b)
+	}
+	return bytes.HasPrefix(b, proxyV2Signature)
 }
 
-// httpMethods are the first four bytes of the HTTP/1 request methods.
+// isTLSRecord reports whether b starts a TLS handshake or alert record: its
+// content type, a protocol version of 3.0 (SSL 3.0) to 3.4, a record length
+// no TLS record exceeds, and a first byte of its body that JSON cannot
+// start with (a handshake type of 1 or 2, an alert level of 1 or 2).
+func isTLSRecord(b []byte) bool {
+	const maxRecord = 16<<10 + 2048 // plaintext plus expansion, RFC 8446 5.2
+	if len(b) < 6 || (b[0] != 0x16 && b[0] != 0x15) || b[1] != 3 || b[2] > 4 {
+		return false
+	}
+	size := int(b[3])<<8 | int(b[4])
+	return size <= maxRecord && (b[5] == 1 || b[5] == 2)
+}
+
+// httpMethods are the first four bytes of the HTTP/1 request methods, and
+// of the HTTP/2 connection preface.
 var httpMethods = []string{"GET ", "HEAD", "POST", "PUT ", "DELE", "CONN", "OPTI", "TRAC", "PATC", "PRI "}
 
 func isHTTPMethod(b []byte) bool {
