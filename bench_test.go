@@ -2,6 +2,7 @@ package jsonconn_test
 
 import (
 	"bufio"
+	"context"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
@@ -493,6 +494,65 @@ func BenchmarkWriteCall(b *testing.B) {
 			send(b, func(w net.Conn, n int) error {
 				return jsonWrites(jsonconn.New(w, &jsonconn.Config{DisableValidation: true}), sz.payload)(n)
 			})
+		})
+	}
+}
+
+// discardConn is a net.Conn whose writes go nowhere, for measuring the cost
+// of a write call without the system call.
+type discardConn struct{ net.Conn }
+
+func (discardConn) Write(p []byte) (int, error) { return len(p), nil }
+
+// BenchmarkContext measures what a context costs a call, in memory so that
+// no system call hides it: Send and Receive, the context calls with
+// context.Background (which must be the plain calls), and the context calls
+// with a ctx that can end (and does not).
+func BenchmarkContext(b *testing.B) {
+	sz := benchSizes[0]
+	a, peer := net.Pipe()
+	defer a.Close()
+	defer peer.Close()
+	bg := context.Background()
+	cancellable, cancel := context.WithCancel(bg)
+	defer cancel()
+	calls := []struct {
+		name string
+		ctx  context.Context // nil for the plain calls
+	}{{"plain", nil}, {"Background", bg}, {"cancellable", cancellable}}
+	for _, call := range calls {
+		b.Run("size=small/impl=Receive/ctx="+call.name, func(b *testing.B) {
+			r := jsonconn.New(loopConn{Conn: a, src: &loopReader{data: frame(string(sz.payload))}}, nil)
+			b.SetBytes(int64(len(sz.payload)))
+			b.ReportAllocs()
+			var m benchMsg
+			for i := 0; i < b.N; i++ {
+				var err error
+				if call.ctx == nil {
+					err = r.Receive(&m)
+				} else {
+					err = r.ReceiveContext(call.ctx, &m)
+				}
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run("size=small/impl=Send/ctx="+call.name, func(b *testing.B) {
+			w := jsonconn.New(discardConn{a}, nil)
+			b.SetBytes(int64(len(sz.payload)))
+			b.ReportAllocs()
+			for i := 0; i < b.N; i++ {
+				var err error
+				if call.ctx == nil {
+					err = w.Send(&sz.msg)
+				} else {
+					err = w.SendContext(call.ctx, &sz.msg)
+				}
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
 		})
 	}
 }

@@ -38,6 +38,17 @@ import (
 // Close unblocks pending calls; after Close every method returns an error
 // matching net.ErrClosed.
 //
+// The context calls ([Conn.SendContext], [Conn.ReceiveContext],
+// [Conn.ReadMessageContext], [Conn.AppendMessageContext] and
+// [Conn.WriteBatchContext]) also stop when their ctx ends, with an error
+// matching ctx.Err(), and the Conn stays open: an interrupted read keeps what
+// arrived of a frame, and an interrupted write either did not send its
+// message or committed it ([ErrPending]), as a deadline would. They
+// interrupt their own I/O with a past deadline on the wrapped conn, and then
+// put back the deadline last set through the Conn (one set on the wrapped
+// conn directly is not known to it). With a ctx that cannot end, such as
+// context.Background, they are the plain calls, at no cost.
+//
 // A Conn served by a [Server] adds the Server's rules: its reads return
 // [ErrServerClosed] instead of waiting for a new message once Shutdown has
 // begun, its IdleTimeout and FrameTimeout close it, and its WriteTimeout
@@ -67,6 +78,19 @@ type Conn struct {
 	sending bool        // a Write or Send is sending; others queue
 	queue   []*writeReq // queued writers, in arrival order
 	spare   []*writeReq // the array of the last batch, for the next queue
+	alone   int         // queued writers that send alone (context calls)
+
+	// Deadline state, for the context calls (context.go). dmu guards the
+	// fields below. It is taken before a served Conn's hook takes its own
+	// lock, never after.
+	dmu       sync.Mutex
+	rdeadline time.Time // the read deadline set through the Conn (without a hook)
+	wdeadline time.Time // the write deadline likewise
+	calls     uint64    // context calls armed so far, to number them
+	rcall     uint64    // the context call in a read; 0 for none
+	wcall     uint64    // the context call in a write; 0 for none
+	rheld     bool      // rcall's ctx ended: the read deadline is held in the past
+	wheld     bool      // wcall's ctx ended: the write deadline is held in the past
 
 	testHookBatch func(n int) // if set, called with the size of each batch sent
 
@@ -156,7 +180,7 @@ func (c *Conn) SetDeadline(t time.Time) error {
 	if c.hook != nil {
 		return c.setError(c.hook.setDeadline(t, true, true))
 	}
-	return c.setError(c.conn.SetDeadline(t))
+	return c.setError(c.setDeadline(t, true, true))
 }
 
 // SetReadDeadline sets the read deadline of the wrapped conn.
@@ -164,7 +188,7 @@ func (c *Conn) SetReadDeadline(t time.Time) error {
 	if c.hook != nil {
 		return c.setError(c.hook.setDeadline(t, true, false))
 	}
-	return c.setError(c.conn.SetReadDeadline(t))
+	return c.setError(c.setDeadline(t, true, false))
 }
 
 // SetWriteDeadline sets the write deadline of the wrapped conn. On a Conn
@@ -174,7 +198,33 @@ func (c *Conn) SetWriteDeadline(t time.Time) error {
 	if c.hook != nil {
 		return c.setError(c.hook.setDeadline(t, false, true))
 	}
-	return c.setError(c.conn.SetWriteDeadline(t))
+	return c.setError(c.setDeadline(t, false, true))
+}
+
+// setDeadline records t as the read deadline, the write deadline or both,
+// for a context call to put back, and applies it to the wrapped conn unless
+// a cancelled context call holds that side's deadline in the past: the call
+// applies it when it returns.
+func (c *Conn) setDeadline(t time.Time, read, write bool) error {
+	c.dmu.Lock()
+	defer c.dmu.Unlock()
+	if read {
+		c.rdeadline = t
+	}
+	if write {
+		c.wdeadline = t
+	}
+	read = read && !c.rheld
+	write = write && !c.wheld
+	switch {
+	case read && write:
+		return c.conn.SetDeadline(t)
+	case read:
+		return c.conn.SetReadDeadline(t)
+	case write:
+		return c.conn.SetWriteDeadline(t)
+	}
+	return nil
 }
 
 // setError maps an error from setting a deadline: net.ErrClosed once the

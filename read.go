@@ -99,10 +99,14 @@ func (c *Conn) read(f func() error) error {
 	if c.closed.Load() {
 		return c.opError("read", net.ErrClosed)
 	}
-	err := c.readWithLock(f)
+	return c.readEnded(c.readWithLock(f))
+}
+
+// readEnded closes the wrapped conn if err is the peer's protocol violation,
+// and returns err. It runs outside the read lock, since closing a TLS conn
+// may wait to send an alert.
+func (c *Conn) readEnded(err error) error {
 	if isViolation(err) {
-		// Outside the lock, since closing a TLS conn may wait to send an
-		// alert.
 		c.closeNet(err)
 	}
 	return err
@@ -119,6 +123,12 @@ func (c *Conn) readWithLock(f func() error) error {
 	if c.closed.Load() { // Close returned while this call waited for the lock
 		return c.opError("read", net.ErrClosed)
 	}
+	return c.readLocked(f)
+}
+
+// readLocked is readWithLock once the read lock is held and the Conn found
+// open.
+func (c *Conn) readLocked(f func() error) error {
 	h := c.hook
 	if h != nil {
 		if err := h.readBegin(); err != nil {

@@ -18,7 +18,9 @@ import (
 // when Shutdown or Close begins, when c is closed, or when an I/O call on c
 // finds it broken (a non-timeout error other than io.EOF); a peer that
 // vanishes while the handler does no I/O is noticed at its next call. ctx
-// carries whatever BaseContext and ConnContext put in it.
+// carries whatever BaseContext and ConnContext put in it. A handler that
+// passes ctx to c's context calls ([Conn.ReceiveContext],
+// [Conn.SendContext]) has them return once it is cancelled.
 //
 // If ServeConn panics, the Server logs the panic with a stack trace, closes
 // c, and goes on serving other connections.
@@ -507,6 +509,15 @@ type connHook interface {
 	// SetWriteDeadline: it sets t for reading, writing or both.
 	setDeadline(t time.Time, read, write bool) error
 
+	// hold holds the read or the write deadline of the wrapped conn in the
+	// past (on), which interrupts the I/O of a context call whose ctx
+	// ended, or lets it go (off) and applies the deadline it would have now.
+	// Nothing else may replace a held deadline: setDeadline records a new
+	// one, a drain's wake-up puts nothing back, and a write's WriteTimeout
+	// is applied only once the hold is let go. The Conn calls it under its
+	// dmu.
+	hold(read, on bool)
+
 	// ended is told once, when the wrapped conn is closed, with the
 	// cause: nil for Close, the peer's violation of the protocol, or the
 	// reason a Server gave for closing it.
@@ -551,6 +562,8 @@ type servedConn struct {
 	mu          sync.Mutex
 	rdeadline   time.Time // the read deadline the handler set
 	wdeadline   time.Time // the write deadline the handler set
+	rheld       bool      // a context call holds the read deadline in the past
+	wheld       bool      // a context call holds the write deadline in the past
 	msgDeadline time.Time // WriteTimeout's deadline for the message being written
 	cause       error     // the cause ended was told
 	broken      error     // the first error broke was told
@@ -626,11 +639,15 @@ func (sc *servedConn) readEnd(err error) (error, bool) {
 		sc.mu.Lock()
 		woken := sc.restoreLocked()
 		if woken && isTimeout(err) {
-			if !sc.c.r.wouldWait() {
+			switch {
+			case sc.c.r.wouldWait():
+				err = ErrServerClosed
+			case !sc.rheld:
 				sc.mu.Unlock()
 				return nil, true // the read had begun a frame: let it finish
 			}
-			err = ErrServerClosed
+			// A context call's ctx ended too: its read ends here, with
+			// the frame kept for the next read.
 		}
 		sc.mu.Unlock()
 	}
@@ -651,14 +668,35 @@ func (sc *servedConn) readEnd(err error) (error, bool) {
 }
 
 // restoreLocked puts back the handler's read deadline if drain replaced it
-// with a past one, and reports whether it did.
+// with a past one, and reports whether it did. A context call's hold keeps
+// the past deadline until the call lets it go.
 func (sc *servedConn) restoreLocked() bool {
 	if !sc.interrupted.Load() {
 		return false
 	}
 	sc.interrupted.Store(false)
-	sc.c.conn.SetReadDeadline(sc.rdeadline)
+	if !sc.rheld {
+		sc.c.conn.SetReadDeadline(sc.rdeadline)
+	}
 	return true
+}
+
+// hold implements connHook.hold.
+func (sc *servedConn) hold(read, on bool) {
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	if !read {
+		sc.wheld = on
+		sc.applyWriteDeadlineLocked()
+		return
+	}
+	sc.rheld = on
+	switch {
+	case on:
+		sc.c.conn.SetReadDeadline(aLongTimeAgo)
+	case !sc.interrupted.Load():
+		sc.c.conn.SetReadDeadline(sc.rdeadline)
+	}
 }
 
 // now returns the time on the clocks: nanoseconds since the Conn was
@@ -733,7 +771,21 @@ func (sc *servedConn) writeBegin() {
 	sc.mu.Lock()
 	defer sc.mu.Unlock()
 	sc.msgDeadline = time.Now().Add(sc.srv.WriteTimeout)
-	sc.c.conn.SetWriteDeadline(earlier(sc.wdeadline, sc.msgDeadline))
+	sc.applyWriteDeadlineLocked()
+}
+
+// applyWriteDeadlineLocked sets the wrapped conn's write deadline to what
+// it is now: in the past while a context call holds it, and otherwise the
+// earlier of the handler's deadline and that of the message being written.
+func (sc *servedConn) applyWriteDeadlineLocked() error {
+	d := sc.wdeadline
+	switch {
+	case sc.wheld:
+		d = aLongTimeAgo
+	case sc.msgDeadline.After(time.Now()):
+		d = earlier(d, sc.msgDeadline)
+	}
+	return sc.c.conn.SetWriteDeadline(d)
 }
 
 // writeEnd counts a write that WriteTimeout cut short.
@@ -763,17 +815,13 @@ func (sc *servedConn) setDeadline(t time.Time, read, write bool) error {
 	var err error
 	if read {
 		sc.rdeadline = t
-		if !sc.interrupted.Load() {
+		if !sc.interrupted.Load() && !sc.rheld {
 			err = sc.c.conn.SetReadDeadline(t)
 		}
 	}
 	if write {
 		sc.wdeadline = t
-		d := t
-		if m := sc.msgDeadline; m.After(time.Now()) {
-			d = earlier(t, m)
-		}
-		if werr := sc.c.conn.SetWriteDeadline(d); err == nil {
+		if werr := sc.applyWriteDeadlineLocked(); err == nil {
 			err = werr
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"sync"
 )
 
@@ -66,13 +67,20 @@ func (c *Conn) Send(v any) error {
 // interleaved with another goroutine's frames, and after Close WriteBatch
 // returns an error matching net.ErrClosed.
 func (c *Conn) WriteBatch(msgs [][]byte) (int, error) {
-	if err := c.writeClosed(); err != nil {
-		return 0, err
-	}
-	if err := c.w.checkBatch(msgs); err != nil {
+	if err := c.checkBatch(msgs); err != nil {
 		return 0, err
 	}
 	return c.write(func() (int, error) { return c.w.writeFrames(msgs) })
+}
+
+// checkBatch refuses a batch before the write lock is taken: net.ErrClosed
+// once the wrapped conn is closed, and otherwise any message the peer must
+// not receive.
+func (c *Conn) checkBatch(msgs [][]byte) error {
+	if err := c.writeClosed(); err != nil {
+		return err
+	}
+	return c.w.checkBatch(msgs)
 }
 
 // Flush sends the rest of a frame that a write timeout left pending, if any,
@@ -217,7 +225,8 @@ func (c *Conn) writeError(err error) error {
 
 // A writeReq is a message queued for the sender.
 type writeReq struct {
-	p []byte
+	p     []byte
+	alone bool // a context call's: sent by its own writer, never in a batch
 
 	// Set by the sender before it signals done: either the result, or
 	// lead, which makes the waiter the next sender.
@@ -228,6 +237,12 @@ type writeReq struct {
 }
 
 var writeReqs = sync.Pool{New: func() any { return &writeReq{done: make(chan struct{}, 1)} }}
+
+// recycle puts r, whose writer is done with it, back in its pool.
+func recycle(r *writeReq) {
+	*r = writeReq{done: r.done}
+	writeReqs.Put(r)
+}
 
 // errWritePanicked is the result of the queued messages of a batch whose
 // write panicked, and of every later write: whether any part of the
@@ -254,8 +269,7 @@ func (c *Conn) writeMessage(p []byte) (int, error) {
 
 	<-r.done
 	n, err, lead := r.n, r.err, r.lead
-	*r = writeReq{done: r.done}
-	writeReqs.Put(r)
+	recycle(r)
 	if lead {
 		return c.sendQueued(p)
 	}
@@ -270,11 +284,8 @@ func (c *Conn) sendQueued(p []byte) (n int, err error) {
 	c.wmu.Lock()
 	var batch []*writeReq
 	if c.hook == nil || c.hook.coalesce() {
-		// The queue becomes the batch, and the spare array, if any, the
-		// queue: the three never share an array.
 		c.qmu.Lock()
-		batch = c.queue
-		c.queue, c.spare = c.spare[:0], nil
+		batch = c.takeBatchLocked()
 		c.qmu.Unlock()
 	}
 	sent := false
@@ -293,6 +304,24 @@ func (c *Conn) sendQueued(p []byte) (n int, err error) {
 	c.wmu.Unlock()
 	c.handOff(batch)
 	return n, err
+}
+
+// takeBatchLocked takes the writers queued up to the first one that sends
+// alone (a context call), as the batch to send. Alone, the queue becomes the
+// batch and the spare array, if any, the queue; otherwise the batch is
+// copied to the spare array. The three never share an array. qmu must be
+// held.
+func (c *Conn) takeBatchLocked() []*writeReq {
+	if c.alone == 0 {
+		batch := c.queue
+		c.queue, c.spare = c.spare[:0], nil
+		return batch
+	}
+	i := slices.IndexFunc(c.queue, func(r *writeReq) bool { return r.alone })
+	batch := append(c.spare[:0], c.queue[:i]...)
+	c.spare = nil
+	c.queue = slices.Delete(c.queue, 0, i)
+	return batch
 }
 
 // handOff wakes the writers of batch, whose results are set, and makes the
@@ -315,6 +344,9 @@ func (c *Conn) handOff(batch []*writeReq) {
 	copy(c.queue, c.queue[1:])
 	c.queue[last] = nil // keep no request
 	c.queue = c.queue[:last]
+	if next.alone {
+		c.alone--
+	}
 	next.lead = true
 	next.done <- struct{}{}
 }

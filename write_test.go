@@ -462,12 +462,7 @@ func awaitWrite(t *testing.T, ch <-chan writeResult) writeResult {
 // sender go out together, in one batch, and each gets its own result.
 func TestConnCoalescesQueuedWriters(t *testing.T) {
 	t.Parallel()
-	rawPeer, rawConn := net.Pipe()
-	c := jsonconn.New(rawConn, nil)
-	t.Cleanup(func() { c.Close(); rawPeer.Close() })
-	var mu sync.Mutex
-	var batches []int
-	c.OnBatch(func(n int) { mu.Lock(); batches = append(batches, n); mu.Unlock() })
+	c, rawPeer, batches := batchedPipe(t)
 
 	msgs := []string{`1`, `"two"`, `[3]`, `{"four":4}`, `5.5`, `"six"`, `null`}
 	first, results := queueWriters(t, c, rawPeer, `"lead"`, msgs)
@@ -483,10 +478,25 @@ func TestConnCoalescesQueuedWriters(t *testing.T) {
 			t.Errorf("writer %d: Write = %d, %v; want its length and no error", i, res.n, res.err)
 		}
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	if !slices.Equal(batches, []int{1, 7}) {
-		t.Errorf("batches sent = %v, want [1 7]: the lead message alone, then the 7 queued behind it together", batches)
+	if got := batches(); !slices.Equal(got, []int{1, 7}) {
+		t.Errorf("batches sent = %v, want [1 7]: the lead message alone, then the 7 queued behind it together", got)
+	}
+}
+
+// batchedPipe returns a Conn over a pipe, the pipe's other end, and a
+// function that returns the sizes of the batches the Conn has sent so far.
+func batchedPipe(t *testing.T) (c *jsonconn.Conn, rawPeer net.Conn, batches func() []int) {
+	t.Helper()
+	rawPeer, rawConn := net.Pipe()
+	c = jsonconn.New(rawConn, nil)
+	t.Cleanup(func() { c.Close(); rawPeer.Close() })
+	var mu sync.Mutex
+	var sizes []int
+	c.OnBatch(func(n int) { mu.Lock(); sizes = append(sizes, n); mu.Unlock() })
+	return c, rawPeer, func() []int {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(sizes)
 	}
 }
 
