@@ -556,3 +556,62 @@ func BenchmarkContext(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkClientPingPong measures a round trip of a small message through
+// a Client against the same through a Conn's context calls, over TCP
+// loopback to the same echo server, each with a cancellable ctx and with
+// context.Background.
+func BenchmarkClientPingPong(b *testing.B) {
+	sz := benchSizes[0]
+	srv := &jsonconn.Server{Handler: appendEcho}
+	ln, err := jsonconn.Listen("tcp", "127.0.0.1:0", nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	go srv.Serve(ln)
+	defer srv.Close()
+	cancellable, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	for _, ctx := range []struct {
+		name string
+		ctx  context.Context
+	}{{"Background", context.Background()}, {"cancellable", cancellable}} {
+		type pinger interface {
+			SendContext(context.Context, any) error
+			ReceiveContext(context.Context, any) error
+		}
+		run := func(b *testing.B, p pinger) {
+			b.SetBytes(int64(len(sz.payload)))
+			b.ReportAllocs()
+			var m benchMsg
+			for i := 0; i < b.N; i++ {
+				if err := p.SendContext(ctx.ctx, &sz.msg); err != nil {
+					b.Fatal(err)
+				}
+				if err := p.ReceiveContext(ctx.ctx, &m); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+		b.Run("size=small/impl=Conn/ctx="+ctx.name, func(b *testing.B) {
+			c, err := jsonconn.Dial("tcp", ln.Addr().String(), nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer c.Close()
+			run(b, c)
+		})
+		b.Run("size=small/impl=Client/ctx="+ctx.name, func(b *testing.B) {
+			cl := &jsonconn.Client{Address: ln.Addr().String()}
+			defer cl.Close()
+			if err := cl.SendContext(context.Background(), &sz.msg); err != nil { // dial first
+				b.Fatal(err)
+			}
+			if err := cl.ReceiveContext(context.Background(), new(benchMsg)); err != nil {
+				b.Fatal(err)
+			}
+			b.ResetTimer()
+			run(b, cl)
+		})
+	}
+}

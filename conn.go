@@ -96,6 +96,7 @@ type Conn struct {
 
 	closed    atomic.Bool // Close was called
 	netClosed atomic.Bool // the wrapped conn was closed: by Close, on a protocol violation or by a Server
+	rdone     atomic.Bool // a read found the read side's stream ended, for a Client
 }
 
 // New returns a Conn that speaks framed JSON over c. A nil cfg means the

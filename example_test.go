@@ -368,3 +368,52 @@ func ExampleListener_AcceptConn() {
 	fmt.Println(msg["answer"])
 	// Output: 42
 }
+
+// A Client keeps its connection up: it dials on the first call, says hello
+// on each new connection, pings a quiet peer, and redials with jittered
+// backoff when the connection ends. Its calls are named as Conn's.
+func ExampleClient() {
+	srv := &jsonconn.Server{Handler: jsonconn.HandlerFunc(func(ctx context.Context, c *jsonconn.Conn) {
+		var msg any
+		for c.Receive(&msg) == nil {
+			if c.Send(msg) != nil {
+				return
+			}
+		}
+	})}
+	ln, err := jsonconn.Listen("tcp", "127.0.0.1:0", nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	go srv.Serve(ln)
+	defer srv.Shutdown(context.Background())
+
+	cl := &jsonconn.Client{
+		Address: ln.Addr().String(),
+		Handshake: func(ctx context.Context, c *jsonconn.Conn) error {
+			return c.SendContext(ctx, map[string]string{"hello": "from the client"})
+		},
+		HeartbeatInterval: 30 * time.Second, // ping after 30 s of silence
+		HeartbeatTimeout:  10 * time.Second, // and redial after 10 s more
+		Heartbeat: func(ctx context.Context, c *jsonconn.Conn) error {
+			return c.SendContext(ctx, map[string]string{"ping": ""})
+		},
+	}
+	defer cl.Close()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := cl.SendContext(ctx, map[string]int{"n": 1}); err != nil {
+		log.Fatal(err)
+	}
+	for range 2 { // the echo of the hello, then of the message
+		var reply map[string]any
+		if err := cl.ReceiveContext(ctx, &reply); err != nil {
+			log.Fatal(err) // errors.Is(err, jsonconn.ErrDisconnected): the connection ended
+		}
+		fmt.Println(reply)
+	}
+	// Output:
+	// map[hello:from the client]
+	// map[n:1]
+}

@@ -279,18 +279,7 @@ func TestServerHostilePeers(t *testing.T) {
 				FrameTimeout: time.Second,
 				WriteTimeout: time.Second,
 				Logger:       quietLogger(&log),
-				Handler: jsonconn.HandlerFunc(func(ctx context.Context, c *jsonconn.Conn) {
-					var buf []byte
-					for {
-						var err error
-						if buf, err = c.AppendMessage(buf[:0]); err != nil {
-							return
-						}
-						if _, err := c.Write(buf); err != nil {
-							return
-						}
-					}
-				}),
+				Handler:      appendEcho,
 			}
 			switch tc.mode {
 			case "idle":

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"sync/atomic"
 )
 
 // The read side: Conn's reading methods, then the Reader that decodes
@@ -179,9 +180,13 @@ func (c *Conn) readPanicked(h connHook) {
 // reported to its hook; an error that leaves the stream in sync, such as
 // Receive's type mismatch, is not.
 func (c *Conn) readError(err error) error {
-	switch {
-	case err == nil:
+	if err == nil {
 		return nil
+	}
+	if c.r.err != nil || c.netClosed.Load() {
+		c.rdone.Store(true)
+	}
+	switch {
 	case c.closed.Load():
 		return c.opError("read", net.ErrClosed)
 	case isViolation(err):
@@ -239,6 +244,10 @@ type Reader struct {
 	msg  []byte // rest of the message being returned through Read, in *bufp
 	rerr error  // error the source returned along with bytes still to be consumed
 	err  error  // sticky error that ended the stream
+
+	// arrived counts the bytes read from the source, for a Client's
+	// heartbeat, which reads it from another goroutine.
+	arrived atomic.Uint64
 }
 
 // NewReader returns a Reader that decodes frames from r. A nil cfg means the
@@ -348,6 +357,7 @@ func (r *Reader) appendLarge(dst []byte) (_ []byte, done bool, err error) {
 		r.waits()
 	}
 	m, err := r.readAtLeast(p[k:], len(p)-k)
+	r.arrived.Add(uint64(m))
 	if k += m; k < len(p) {
 		// Back to the state fill would have left: the header and the
 		// payload so far, in a buffer of their size.
@@ -529,6 +539,9 @@ func (r *Reader) fill(need int) error {
 			waited = true
 		}
 		n, err := r.readMore(need)
+		if n > 0 {
+			r.arrived.Add(uint64(n))
+		}
 		switch {
 		case n > 0:
 			empty = 0

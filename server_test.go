@@ -37,6 +37,21 @@ var echo = jsonconn.HandlerFunc(func(ctx context.Context, c *jsonconn.Conn) {
 	}
 })
 
+// appendEcho answers every message with itself until the stream ends,
+// reading into one buffer it reuses.
+var appendEcho = jsonconn.HandlerFunc(func(ctx context.Context, c *jsonconn.Conn) {
+	var buf []byte
+	for {
+		var err error
+		if buf, err = c.AppendMessage(buf[:0]); err != nil {
+			return
+		}
+		if _, err := c.Write(buf); err != nil {
+			return
+		}
+	}
+})
+
 // serving is the result of a Serve call running in the background.
 type serving struct {
 	once sync.Once

@@ -31,3 +31,7 @@ func unixStream(c *net.UnixConn) bool {
 // Outside Unix systems the errors differ from system to system, so a reset
 // counts as another I/O error.
 func peerReset(error) bool { return false }
+
+// unreadBytes would report the bytes a socket has received and nobody has
+// read; outside Unix systems it reports none.
+func unreadBytes(net.Conn) int { return 0 }

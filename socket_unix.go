@@ -139,3 +139,23 @@ func (s *sockSource) tryReadFd(fd uintptr) bool {
 func peerReset(err error) bool {
 	return errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNABORTED)
 }
+
+// unreadBytes returns how many bytes the socket under c (a TLS conn's own
+// conn, for one) has received that nobody has read yet, or 0 if that cannot
+// be told.
+func unreadBytes(c net.Conn) int {
+	if tc, ok := c.(interface{ NetConn() net.Conn }); ok {
+		c = tc.NetConn()
+	}
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return 0
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return 0
+	}
+	n := 0
+	rc.Control(func(fd uintptr) { n = unreadOn(fd) })
+	return n
+}

@@ -19,12 +19,19 @@ ends, the sending side of the connection is shut down (the peer reads EOF) and
 dial goes on printing until the peer closes its side, or for -wait. If the
 peer closes first (a peer that only shuts down its sending side counts), dial
 exits: at once at a terminal; otherwise when stdin ends, or, with status 1, at
-the first line read after the peer closed, which it reports as not sent.`)
+the first line read after the peer closed, which it reports as not sent.
+
+With -reconnect, dial keeps the connection up instead: when it ends (a server
+restart), dial says so on stderr and redials with backoff, and lines read
+meanwhile go out on the new connection. A line is never sent twice; lines sent
+on a connection that then ended may not have arrived, and dial names them.
+Once stdin ends, dial goes on printing for -wait, or until interrupted.`)
 	maxFrame := maxFrameFlag(fs)
 	pretty := fs.Bool("pretty", false, "print each message indented, over several lines")
 	policy := badFlag(fs)
 	timeout := fs.Duration("timeout", 10*time.Second, "how long to wait for the connection to be set up")
-	wait := fs.Duration("wait", 0, "once stdin has ended, how long to wait for the peer to close before exiting; 0 means\nuntil it does")
+	wait := fs.Duration("wait", 0, "once stdin has ended, how long to wait for the peer to close before exiting; 0 means\nuntil it does (with -reconnect, until interrupted)")
+	reconnect := fs.Bool("reconnect", false, "keep the connection up: when it ends (a server restart), redial with backoff,\nsay so on stderr, and send the lines read meanwhile on the new connection; lines\nsent on a connection that then ended may not have arrived, and dial says which")
 	tlsf := tlsClientFlags(fs)
 	ep, status, ok := fs.parseEndpoint(args, maxFrame)
 	if !ok {
@@ -37,6 +44,16 @@ the first line read after the peer closed, which it reports as not sent.`)
 
 	ctx, signalStatus, stop := interrupts(e, "dial")
 	defer stop()
+	if *reconnect {
+		return dialReconnect(ctx, e, ep, reconnectOptions{
+			dialer:       jsonconn.Dialer{Config: ep.cfg, TLSConfig: tlsConfig, NetDialer: &net.Dialer{Timeout: *timeout}},
+			pretty:       *pretty,
+			policy:       *policy,
+			max:          int(*maxFrame),
+			wait:         *wait,
+			signalStatus: signalStatus,
+		})
+	}
 	dctx, cancel := context.WithTimeout(ctx, *timeout)
 	d := jsonconn.Dialer{Config: ep.cfg, TLSConfig: tlsConfig}
 	c, err := d.DialConn(dctx, ep.network, ep.address)

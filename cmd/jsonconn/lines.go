@@ -80,6 +80,7 @@ type sender struct {
 	policy badPolicy
 	max    int
 	bad    atomic.Int64 // lines refused
+	line   int          // the stdin line being sent, while send runs
 }
 
 // errStopped reports that -bad=stop ended the input.
@@ -113,6 +114,7 @@ func (s *sender) run(stdin io.Reader, send func(line []byte) error) error {
 		if line == nil {
 			err = &jsonconn.FrameSizeError{Size: size, Max: int64(s.max)}
 		} else {
+			s.line = lr.n
 			err = send(line)
 		}
 		if err == nil {

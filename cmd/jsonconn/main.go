@@ -17,6 +17,12 @@
 // dial, bench and check speak TLS with -tls (and -tls-ca, -tls-server-name,
 // -tls-insecure); listen serves it with -tls-cert and -tls-key.
 //
+// dial -reconnect keeps its connection up across server restarts, with a
+// jsonconn.Client: it says on stderr when the connection ends and comes
+// back, sends the lines read meanwhile on the new connection, never sends a
+// line twice, and names the lines sent on a connection that then ended,
+// which may not have arrived.
+//
 // check runs numbered cases against an echo peer in any language, each keyed
 // to a section of docs/protocol.md, with a verdict of pass, non-strict (a
 // SHOULD not met), fail (a MUST violated) or info, as a table, -json or

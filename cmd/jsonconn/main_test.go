@@ -887,3 +887,63 @@ func TestParseAddr(t *testing.T) {
 		}
 	}
 }
+
+// TestDialReconnect restarts the server under dial -reconnect: dial says
+// so, sends the line read meanwhile on the new connection, says which line
+// was sent on the connection that ended, and sends none twice.
+func TestDialReconnect(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	var got []string
+	handler := jsonconn.HandlerFunc(func(ctx context.Context, c *jsonconn.Conn) {
+		for {
+			m, err := c.ReadMessage()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			got = append(got, string(m))
+			mu.Unlock()
+			if _, err := c.Write(m); err != nil {
+				return
+			}
+		}
+	})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	srv := &jsonconn.Server{Handler: handler}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+
+	p := start(t, nil, "dial", "-reconnect", "-wait", "100ms", addr)
+	io.WriteString(p.stdin, `{"n": 1}`+"\n")
+	awaitOutput(t, p.stdout, `\{"n": 1\}`)
+	srv.Close()
+	awaitOutput(t, p.stderr, "connection to .* lost")
+	io.WriteString(p.stdin, `{"n": 2}`+"\n") // while dial reconnects
+
+	ln, err = net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv2 := &jsonconn.Server{Handler: handler}
+	go srv2.Serve(ln)
+	t.Cleanup(func() { srv2.Close() })
+	awaitOutput(t, p.stdout, `\{"n": 2\}`)
+	awaitOutput(t, p.stderr, "reconnected to")
+	p.stdin.Close()
+	if status := p.wait(); status != exitOK {
+		t.Fatalf("exit status %d, want %d", status, exitOK)
+	}
+	if !strings.Contains(p.stderr.String(), "stdin:1 was sent on that connection and may not have arrived") {
+		t.Errorf("stderr does not say which line may be lost:\n%s", p.stderr)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if want := []string{`{"n": 1}`, `{"n": 2}`}; !slices.Equal(got, want) {
+		t.Errorf("the servers received %q, want %q: each line once", got, want)
+	}
+}

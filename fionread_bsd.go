@@ -1,0 +1,22 @@
+//go:build darwin || dragonfly || freebsd || netbsd || openbsd
+
+package jsonconn
+
+import (
+	"syscall"
+	"unsafe"
+)
+
+// fionread is FIONREAD, _IOR('f', 127, int), which package syscall does not
+// define on these systems.
+const fionread = 0x4004667f
+
+// unreadOn returns the bytes the socket fd has received and not yet been
+// read, or 0 if the ioctl fails.
+func unreadOn(fd uintptr) int {
+	var n int32
+	if _, _, e := syscall.Syscall(syscall.SYS_IOCTL, fd, fionread, uintptr(unsafe.Pointer(&n))); e != 0 {
+		return 0
+	}
+	return int(n)
+}
