@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"go/ast"
+	"go/build/constraint"
 	"go/parser"
 	"go/printer"
 	"go/token"
@@ -31,9 +32,13 @@ const apiFile = "testdata/api.txt"
 //
 // and review the diff. The rendering works from the syntax alone, so that
 // it takes no type checking of the standard library: a type is written as
-// the source writes it, a constant with its expression, and a variable with
-// its declared type, or "error" for one set by errors.New. Parameter names
-// are left out, since they are not API.
+// the source writes it, a constant with its expression (iota evaluated),
+// and a variable with its declared type, or "error" for one set by
+// errors.New. Parameter names are left out, since they are not API. Aliases,
+// type parameters and the unexported methods of an exported interface show.
+// What syntax cannot show is not checked: the methods an exported struct
+// gets from an embedded unexported type (the package embeds none), and
+// whether a struct stays comparable.
 func TestAPI(t *testing.T) {
 	t.Parallel()
 	got, err := exportedAPI(".")
@@ -91,6 +96,19 @@ type I interface {
 
 type F func(ctx, x int) error
 
+type Alias = T
+
+type Set[K comparable] map[K]struct{}
+
+type Kind int
+
+const (
+	KindA Kind = iota
+	KindB
+	kindC
+	KindD = KindB * 10
+)
+
 type unexported struct{}
 
 func (unexported) Method() {}
@@ -103,8 +121,15 @@ func New[K comparable](k K) T { return T{} }
 
 func private() {}
 `
-	if err := os.WriteFile(filepath.Join(dir, "p.go"), []byte(src), 0o644); err != nil {
-		t.Fatal(err)
+	for name, text := range map[string]string{
+		"p.go":       src,
+		"_hidden.go": "package p\n\nfunc Underscore() {}\n",
+		"gen.go":     "//go:build ignore\n\npackage main\n\nfunc Generate() {}\n",
+		"unix.go":    "//go:build unix\n\npackage p\n\nfunc OnUnix() {}\n",
+	} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
 	got, err := exportedAPI(dir)
 	if err != nil {
@@ -112,12 +137,20 @@ func private() {}
 	}
 	want := []string{
 		"pkg p, const Big = 1 << 18",
+		"pkg p, const KindA Kind = 0",
+		"pkg p, const KindB Kind = 1",
+		"pkg p, const KindD = KindB * 10",
 		"pkg p, func New[K comparable](K) T",
+		"pkg p, func OnUnix()",
 		"pkg p, method (*T) Method(int, int, ...string) (*T, error)",
+		"pkg p, type Alias = T",
 		"pkg p, type Embedded struct",
 		"pkg p, type F func(int, int) error",
-		"pkg p, type I interface { Do }",
+		"pkg p, type I interface { Do, unexported methods }",
 		"pkg p, type I interface, Do(int) (bool, error)",
+		"pkg p, type I interface, unexported methods",
+		"pkg p, type Kind int",
+		"pkg p, type Set[K comparable] map[K]struct{}",
 		"pkg p, type T struct",
 		"pkg p, type T struct, A string",
 		"pkg p, type T struct, Exported int",
@@ -133,7 +166,9 @@ func private() {}
 }
 
 // exportedAPI returns the lines of the exported API of the package in dir,
-// sorted, from all its non-test Go files, whatever their build constraints.
+// sorted, from all its non-test Go files for every platform: those the go
+// command ignores (named _* or .*, or built only with the tag "ignore") are
+// left out.
 func exportedAPI(dir string) ([]string, error) {
 	names, err := filepath.Glob(filepath.Join(dir, "*.go"))
 	if err != nil {
@@ -142,12 +177,16 @@ func exportedAPI(dir string) ([]string, error) {
 	fset := token.NewFileSet()
 	seen := map[string]bool{}
 	for _, name := range names {
-		if strings.HasSuffix(name, "_test.go") {
+		base := filepath.Base(name)
+		if strings.HasSuffix(base, "_test.go") || strings.HasPrefix(base, "_") || strings.HasPrefix(base, ".") {
 			continue
 		}
-		f, err := parser.ParseFile(fset, name, nil, parser.SkipObjectResolution)
+		f, err := parser.ParseFile(fset, name, nil, parser.SkipObjectResolution|parser.ParseComments)
 		if err != nil {
 			return nil, err
+		}
+		if ignored(f) {
+			continue
 		}
 		r := apiRenderer{fset: fset, pkg: f.Name.Name, lines: seen}
 		for _, d := range f.Decls {
@@ -160,6 +199,23 @@ func exportedAPI(dir string) ([]string, error) {
 	}
 	slices.Sort(lines)
 	return lines, nil
+}
+
+// ignored reports whether f's build constraint holds only with the tag
+// "ignore", and so on no platform.
+func ignored(f *ast.File) bool {
+	for _, g := range f.Comments {
+		if g.Pos() > f.Package {
+			break
+		}
+		for _, c := range g.List {
+			if constraint.IsGoBuild(c.Text) {
+				expr, err := constraint.Parse(c.Text)
+				return err == nil && !expr.Eval(func(tag string) bool { return tag != "ignore" })
+			}
+		}
+	}
+	return false
 }
 
 type apiRenderer struct {
@@ -223,17 +279,7 @@ func (r *apiRenderer) decl(d ast.Decl) {
 			return
 		}
 		if d.Recv == nil {
-			tparams := ""
-			if d.Type.TypeParams != nil {
-				var ps []string
-				for _, f := range d.Type.TypeParams.List {
-					for _, n := range f.Names {
-						ps = append(ps, n.Name+" "+r.expr(f.Type))
-					}
-				}
-				tparams = "[" + strings.Join(ps, ", ") + "]"
-			}
-			r.add("func %s%s%s", d.Name.Name, tparams, r.signature(d.Type))
+			r.add("func %s%s%s", d.Name.Name, r.typeParams(d.Type.TypeParams), r.signature(d.Type))
 			return
 		}
 		recv := r.expr(d.Recv.List[0].Type)
@@ -242,10 +288,19 @@ func (r *apiRenderer) decl(d ast.Decl) {
 		}
 		r.add("method (%s) %s%s", recv, d.Name.Name, r.signature(d.Type))
 	case *ast.GenDecl:
-		for _, spec := range d.Specs {
+		// A const spec without values repeats the type and values of the
+		// one before it, with iota its index in the group.
+		var typ ast.Expr
+		var values []ast.Expr
+		for iota, spec := range d.Specs {
 			switch s := spec.(type) {
 			case *ast.ValueSpec:
-				r.value(d.Tok, s)
+				if d.Tok == token.CONST && len(s.Values) > 0 {
+					typ, values = s.Type, s.Values
+				} else if d.Tok == token.CONST {
+					s = &ast.ValueSpec{Names: s.Names, Type: typ, Values: values}
+				}
+				r.value(d.Tok, s, iota)
 			case *ast.TypeSpec:
 				r.typeSpec(s)
 			}
@@ -253,23 +308,49 @@ func (r *apiRenderer) decl(d ast.Decl) {
 	}
 }
 
-// value renders the exported names of a const or var spec.
-func (r *apiRenderer) value(tok token.Token, s *ast.ValueSpec) {
+// value renders the exported names of a const or var spec, the iota-th of
+// its group.
+func (r *apiRenderer) value(tok token.Token, s *ast.ValueSpec, iota int) {
 	for i, n := range s.Names {
 		if !n.IsExported() {
 			continue
 		}
+		var value string
+		if i < len(s.Values) {
+			value = r.expr(s.Values[i])
+			if value == "iota" {
+				value = fmt.Sprint(iota)
+			} else if strings.Contains(value, "iota") {
+				value = fmt.Sprintf("%s (iota = %d)", value, iota)
+			}
+		}
 		switch {
+		case tok == token.CONST && s.Type != nil && value != "":
+			r.add("const %s %s = %s", n.Name, r.typ(s.Type), value)
+		case tok == token.CONST && value != "":
+			r.add("const %s = %s", n.Name, value)
 		case s.Type != nil:
 			r.add("%s %s %s", tok, n.Name, r.typ(s.Type))
-		case tok == token.CONST && i < len(s.Values):
-			r.add("const %s = %s", n.Name, r.expr(s.Values[i]))
-		case i < len(s.Values) && strings.HasPrefix(r.expr(s.Values[i]), "errors.New("):
+		case strings.HasPrefix(value, "errors.New("):
 			r.add("var %s error", n.Name)
 		default:
-			r.add("%s %s", tok, n.Name) // an iota constant, or a var of inferred type
+			r.add("%s %s", tok, n.Name) // a var of inferred type
 		}
 	}
+}
+
+// typeParams renders a type parameter list, or "" for none.
+func (r *apiRenderer) typeParams(fl *ast.FieldList) string {
+	if fl == nil {
+		return ""
+	}
+	var ps []string
+	for _, f := range fl.List {
+		for _, n := range f.Names {
+			ps = append(ps, n.Name+" "+r.expr(f.Type))
+		}
+	}
+	return "[" + strings.Join(ps, ", ") + "]"
 }
 
 // typeSpec renders an exported type, with its exported fields or methods.
@@ -277,7 +358,11 @@ func (r *apiRenderer) typeSpec(s *ast.TypeSpec) {
 	if !s.Name.IsExported() {
 		return
 	}
-	name := s.Name.Name
+	if s.Assign.IsValid() {
+		r.add("type %s%s = %s", s.Name.Name, r.typeParams(s.TypeParams), r.typ(s.Type))
+		return
+	}
+	name := s.Name.Name + r.typeParams(s.TypeParams)
 	switch t := s.Type.(type) {
 	case *ast.StructType:
 		r.add("type %s struct", name)
@@ -294,6 +379,7 @@ func (r *apiRenderer) typeSpec(s *ast.TypeSpec) {
 		}
 	case *ast.InterfaceType:
 		var methods []string
+		unexported := false
 		for _, m := range t.Methods.List {
 			ft, ok := m.Type.(*ast.FuncType)
 			if !ok {
@@ -301,11 +387,18 @@ func (r *apiRenderer) typeSpec(s *ast.TypeSpec) {
 				continue
 			}
 			for _, n := range m.Names {
-				if n.IsExported() {
-					methods = append(methods, n.Name)
-					r.add("type %s interface, %s%s", name, n.Name, r.signature(ft))
+				if !n.IsExported() {
+					unexported = true
+					continue
 				}
+				methods = append(methods, n.Name)
+				r.add("type %s interface, %s%s", name, n.Name, r.signature(ft))
 			}
+		}
+		if unexported {
+			// No implementation outside the package is possible: that is API.
+			methods = append(methods, "unexported methods")
+			r.add("type %s interface, unexported methods", name)
 		}
 		r.add("type %s interface { %s }", name, strings.Join(methods, ", "))
 	default:

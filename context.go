@@ -2,8 +2,11 @@ package jsonconn
 
 import (
 	"context"
+	"crypto/tls"
+	"errors"
 	"net"
 	"slices"
+	"time"
 )
 
 // The context calls: a Conn's reading and writing methods that a
@@ -36,8 +39,13 @@ import (
 // call may wait there beyond its ctx, until that read returns.
 //
 // Over TLS, reads go on after an interrupted read, as after any read
-// deadline. On a Conn served by a [Server], IdleTimeout, FrameTimeout and
-// Shutdown's drain keep working through context calls.
+// deadline, with one exception: a tls.Conn runs its handshake in its first
+// read or write, and the context calls run it first, under ctx; crypto/tls
+// cannot resume a handshake, so a ctx that ends during it ends the Conn (its
+// calls then return net.ErrClosed). A caller that polls with short contexts
+// should let the handshake finish first. On a Conn served by a [Server],
+// IdleTimeout, FrameTimeout and Shutdown's drain keep working through
+// context calls.
 func (c *Conn) ReceiveContext(ctx context.Context, v any) error {
 	if ctx.Done() == nil {
 		return c.Receive(v)
@@ -90,9 +98,10 @@ func (c *Conn) AppendMessageContext(ctx context.Context, dst []byte) ([]byte, er
 // lock held by a WriteBatch, Flush or CloseWrite is not interrupted.
 //
 // Over TLS, crypto/tls breaks its write side for good once a write is cut,
-// so after an interrupted write every later write fails; reads go on. On a
-// Conn served by a [Server], the earliest of ctx's end, the handler's write
-// deadline and the message's WriteTimeout ends the write.
+// so after an interrupted write every later write fails; reads go on. A TLS
+// handshake not yet run is run first, under ctx, as for [Conn.ReceiveContext].
+// On a Conn served by a [Server], the earliest of ctx's end, the handler's
+// write deadline and the message's WriteTimeout ends the write.
 func (c *Conn) SendContext(ctx context.Context, v any) error {
 	if ctx.Done() == nil {
 		return c.Send(v)
@@ -128,6 +137,12 @@ func (c *Conn) WriteBatchContext(ctx context.Context, msgs [][]byte) (int, error
 	}
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
+	if err := ctx.Err(); err != nil { // it ended while the call waited for the lock
+		return 0, c.opError("write", err)
+	}
+	if err := c.handshakeContext(ctx, "write"); err != nil {
+		return 0, err
+	}
 	return c.writeContext(ctx, func() (int, error) { return c.w.writeFrames(msgs) })
 }
 
@@ -154,9 +169,36 @@ func (c *Conn) readWithLockContext(ctx context.Context, f func() error) (err err
 	if err := ctx.Err(); err != nil {
 		return c.opError("read", err)
 	}
+	if err := c.handshakeContext(ctx, "read"); err != nil {
+		return err
+	}
 	call := c.arm(ctx, true)
 	defer func() { err = call.end(err) }()
 	return c.readLocked(f)
+}
+
+// handshakeContext runs, under ctx, the TLS handshake of a wrapped
+// *tls.Conn that has not run it yet; once it has, it costs an atomic load.
+// crypto/tls runs the handshake in a tls.Conn's first Read or Write, where it
+// reads and writes whatever the side of the call, so a deadline held on that
+// side alone would not interrupt it, and it keeps a handshake's error for
+// good. A handshake that fails, ctx's end included, ends the Conn: its
+// wrapped conn is closed, and the error is returned (matching ctx.Err() if
+// ctx ended it).
+func (c *Conn) handshakeContext(ctx context.Context, op string) error {
+	tc, ok := c.conn.(*tls.Conn)
+	if !ok {
+		return nil
+	}
+	err := tc.HandshakeContext(ctx)
+	if err == nil {
+		return nil
+	}
+	c.closeNet(err)
+	if cerr := ctx.Err(); cerr != nil && errors.Is(err, cerr) {
+		return c.opError(op, cerr)
+	}
+	return c.opError(op, err)
 }
 
 // writeAlone sends p, which has passed the checks, as one message by
@@ -184,6 +226,9 @@ func (c *Conn) writeAlone(ctx context.Context, p []byte) (int, error) {
 	defer c.wmu.Unlock()
 	if err := ctx.Err(); err != nil {
 		return 0, c.opError("write", err)
+	}
+	if err := c.handshakeContext(ctx, "write"); err != nil {
+		return 0, err
 	}
 	if c.testHookBatch != nil {
 		c.testHookBatch(1)
@@ -251,7 +296,9 @@ func (c *Conn) arm(ctx context.Context, read bool) ctxCall {
 }
 
 // interrupt runs once the ctx of call id has ended: if the call is still the
-// one in I/O on its side, it holds that side's deadline in the past.
+// one in I/O on its side, it holds that side's deadline in the past; unless
+// the deadline in force has passed already, in which case the I/O ends with
+// that timeout, not ctx's: a later ctx never replaces the Conn's deadline.
 func (c *Conn) interrupt(read bool, id uint64) {
 	c.dmu.Lock()
 	defer c.dmu.Unlock()
@@ -259,34 +306,43 @@ func (c *Conn) interrupt(read bool, id uint64) {
 		if c.rcall != id || c.rheld {
 			return
 		}
-		c.rheld = true
+		c.rheld = c.holdLocked(true, true)
 	} else {
 		if c.wcall != id || c.wheld {
 			return
 		}
-		c.wheld = true
+		c.wheld = c.holdLocked(false, true)
 	}
-	c.holdLocked(read, true)
 }
 
-// holdLocked holds a side's deadline in the past, or lets it go and puts
-// back the one set through the Conn. dmu must be held.
-func (c *Conn) holdLocked(read, on bool) {
+// holdLocked holds a side's deadline in the past (on) and reports true, or
+// reports false if the deadline in force on that side has passed already;
+// or it lets the hold go (off) and puts back the deadline set through the
+// Conn. dmu must be held.
+func (c *Conn) holdLocked(read, on bool) bool {
 	if c.hook != nil {
-		c.hook.hold(read, on)
-		return
+		return c.hook.hold(read, on)
+	}
+	d := c.wdeadline
+	if read {
+		d = c.rdeadline
 	}
 	switch {
-	case read && on:
-		c.conn.SetReadDeadline(aLongTimeAgo)
-	case read:
-		c.conn.SetReadDeadline(c.rdeadline)
+	case on && passed(d):
+		return false
 	case on:
-		c.conn.SetWriteDeadline(aLongTimeAgo)
-	default:
-		c.conn.SetWriteDeadline(c.wdeadline)
+		d = aLongTimeAgo
 	}
+	if read {
+		c.conn.SetReadDeadline(d)
+	} else {
+		c.conn.SetWriteDeadline(d)
+	}
+	return on
 }
+
+// passed reports whether the deadline d is set and has passed.
+func passed(d time.Time) bool { return !d.IsZero() && !time.Now().Before(d) }
 
 // end disarms the call, lets go of a hold its ctx set, and returns the
 // call's error: err, or, if the ctx interrupted the I/O, an error matching

@@ -3,6 +3,8 @@ package jsonconn_test
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"io"
 	"net"
@@ -190,6 +192,9 @@ func TestContextInterruptsAWrite(t *testing.T) {
 			if committed := errors.Is(err, jsonconn.ErrPending); committed != (sent > 0) {
 				t.Fatalf("SendContext = %v: committed %t, want %t", err, committed, sent > 0)
 			}
+			if ne, ok := err.(net.Error); ok && ne.Timeout() {
+				t.Fatalf("SendContext = %v: Timeout() reports true for a cancellation", err)
+			}
 			go c.Send("next")
 			r := jsonconn.NewReader(io.MultiReader(bytes.NewReader(first), raw), nil)
 			want := []string{`"next"`}
@@ -315,30 +320,172 @@ func TestContextEndJustAfterTheCall(t *testing.T) {
 	})
 }
 
+// smallBufferTLSPair is tlsPair over TCP sockets with 4 KiB buffers, so
+// that a frame of some hundred KiB cannot leave in one go.
+func smallBufferTLSPair(t *testing.T) (client, server *tls.Conn) {
+	t.Helper()
+	a, b := tcpPair(t)
+	for _, c := range []net.Conn{a, b} {
+		c.(*net.TCPConn).SetWriteBuffer(4 << 10)
+		c.(*net.TCPConn).SetReadBuffer(4 << 10)
+	}
+	// Closing the sockets first spares each TLS conn's Close the 5 s it
+	// would try to write close_notify into full buffers.
+	t.Cleanup(func() { a.Close(); b.Close() })
+	cert := testCert(t)
+	pool := x509.NewCertPool()
+	pool.AddCert(cert.Leaf)
+	client = tls.Client(a, &tls.Config{RootCAs: pool, ServerName: "localhost"})
+	server = tls.Server(b, &tls.Config{Certificates: []tls.Certificate{cert}})
+	done := async(server.Handshake)
+	if err := client.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	if err := await(t, done); err != nil {
+		t.Fatal(err)
+	}
+	return client, server
+}
+
 // TestContextInterruptedTLSWriteBreaksTheWriteSide shows the limit that
 // crypto/tls sets: once a write is cut, every later write on that TLS conn
 // fails, while reads go on.
 func TestContextInterruptedTLSWriteBreaksTheWriteSide(t *testing.T) {
 	t.Parallel()
-	a, b := tlsPair(t)
+	a, b := smallBufferTLSPair(t)
 	c, peer := jsonconn.New(a, nil), jsonconn.New(b, nil)
-	t.Cleanup(func() { c.Close(); peer.Close() })
-	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
-	defer cancel()
-	big := strings.Repeat("x", 200<<10)
-	var err error
-	for err == nil { // until the peer's buffers are full and ctx ends
-		err = c.SendContext(ctx, big)
+	ctx, cancel := context.WithCancel(context.Background())
+	sent := async(func() error { return c.SendContext(ctx, strings.Repeat("x", 200<<10)) })
+	first := make([]byte, 1)
+	if _, err := io.ReadFull(b, first); err != nil { // the frame is under way
+		t.Fatal(err)
 	}
-	checkCtxErr(t, err, context.DeadlineExceeded)
+	cancel()
+	checkCtxErr(t, await(t, sent), context.Canceled)
 	if err := c.Send("after"); err == nil {
 		t.Fatal("a write after an interrupted TLS write succeeded")
 	}
 	go peer.Send("to the reader")
+	c.SetReadDeadline(time.Now().Add(hangTimeout))
 	var got string
 	if err := c.Receive(&got); err != nil || got != "to the reader" {
 		t.Fatalf("Receive after = %q, %v; want reads to go on", got, err)
 	}
+}
+
+// TestContextRunsTheTLSHandshakeUnderItsCtx: a tls.Conn runs its handshake
+// in its first read or write, reading and writing whichever side the call
+// is on. A context call runs it under its ctx first, so that ctx's end
+// interrupts it, for a write too, which holding the write deadline alone
+// would not. crypto/tls cannot resume an interrupted handshake: the Conn is
+// closed, and says so.
+func TestContextRunsTheTLSHandshakeUnderItsCtx(t *testing.T) {
+	t.Parallel()
+	cert := testCert(t)
+	for _, op := range []string{"SendContext", "ReceiveContext"} {
+		t.Run(op, func(t *testing.T) {
+			t.Parallel()
+			a, b := tcpPair(t) // a: a client that never says hello
+			t.Cleanup(func() { a.Close() })
+			c := jsonconn.New(tls.Server(b, &tls.Config{Certificates: []tls.Certificate{cert}}), nil)
+			t.Cleanup(func() { c.Close() })
+			ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+			defer cancel()
+			done := async(func() error {
+				if op == "SendContext" {
+					return c.SendContext(ctx, "hello")
+				}
+				return c.ReceiveContext(ctx, new(any))
+			})
+			checkCtxErr(t, await(t, done), context.DeadlineExceeded)
+			if err := c.Send("after"); !errors.Is(err, net.ErrClosed) {
+				t.Fatalf("Send after the interrupted handshake = %v, want net.ErrClosed", err)
+			}
+		})
+	}
+
+	t.Run("served", func(t *testing.T) {
+		// A handler that speaks first on a TLS conn whose client is
+		// silent: Shutdown cancels its ctx, and its SendContext returns.
+		t.Parallel()
+		got := make(chan error, 1)
+		started := make(chan struct{})
+		srv := &jsonconn.Server{Handler: jsonconn.HandlerFunc(func(ctx context.Context, c *jsonconn.Conn) {
+			close(started)
+			got <- c.SendContext(ctx, "hello")
+		})}
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		serveListener(t, srv, jsonconn.NewListener(tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}}), nil))
+		rawDial(t, ln.Addr().String()) // connects; never sends a ClientHello
+		<-started
+		if err := srv.Shutdown(hangCtx(t)); err != nil {
+			t.Fatalf("Shutdown = %v: the handler's SendContext did not return once its ctx was cancelled", err)
+		}
+		checkCtxErr(t, await(t, got), context.Canceled)
+	})
+}
+
+// TestContextLaterCtxNeverReplacesTheConnsDeadline: the Conn's read deadline
+// ends a read, and the ctx, later, ends while the wrapped conn's Read is
+// returning that timeout: the error is the Conn's own timeout, not the
+// ctx's.
+func TestContextLaterCtxNeverReplacesTheConnsDeadline(t *testing.T) {
+	t.Parallel()
+	a, raw := pipePair(t)
+	g := &gatedReads{Conn: a, timedOut: make(chan struct{}), gate: make(chan struct{}), changed: make(chan struct{})}
+	c := jsonconn.New(g, nil)
+	t.Cleanup(func() { c.Close(); raw.Close() })
+	go raw.Write(frame(`"half"`)[:5]) // the first Read gets part of a frame
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	c.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+	got := async(func() error { return c.ReceiveContext(ctx, new(any)) })
+	select {
+	case <-g.timedOut: // the Conn's deadline struck
+	case <-time.After(hangTimeout):
+		t.Fatal("the Conn's deadline did not strike")
+	}
+	<-ctx.Done()
+	// The ctx's end runs in a goroutine of its own, which would hold the
+	// read deadline in the past; let it run before the Read returns.
+	time.Sleep(100 * time.Millisecond)
+	g.gate <- struct{}{}
+	err := await(t, got)
+	if !errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("ReceiveContext = %v; want the Conn's own timeout, not the later ctx's", err)
+	}
+}
+
+// TestContextWriteBatchWaitingForTheLock: a WriteBatchContext whose ctx
+// ends while it waits for the write lock, held by a plain WriteBatch, sends
+// nothing once it gets the lock, as the other context calls.
+func TestContextWriteBatchWaitingForTheLock(t *testing.T) {
+	t.Parallel()
+	raw, c := rawPair(t, transport{"pipe", pipePair}, nil)
+	raw.SetDeadline(time.Now().Add(hangTimeout))
+	holder := async(func() error { _, err := c.WriteBatch([][]byte{[]byte(`"holder"`)}); return err })
+	first := make([]byte, 1)
+	if _, err := io.ReadFull(raw, first); err != nil { // the holder writes, under the lock
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	late := async(func() error { _, err := c.WriteBatchContext(ctx, [][]byte{[]byte(`"late"`)}); return err })
+	time.Sleep(20 * time.Millisecond) // it waits for the lock, or has not begun: the same either way
+	cancel()
+	go c.Send("next")
+	r := jsonconn.NewReader(io.MultiReader(bytes.NewReader(first), raw), nil)
+	for _, want := range []string{`"holder"`, `"next"`} {
+		if m, err := r.ReadMessage(); err != nil || string(m) != want {
+			t.Fatalf("the peer got %q, %v; want %q, and never the late batch", m, err, want)
+		}
+	}
+	if err := await(t, holder); err != nil {
+		t.Fatal(err)
+	}
+	checkCtxErr(t, await(t, late), context.Canceled)
 }
 
 // TestServerContextCallsKeepTheClocks: on a served Conn, a handler that

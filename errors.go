@@ -39,13 +39,15 @@ var (
 	// a new deadline. A Server closes a served Conn as soon as its handler
 	// returns, so a handler that ends on ErrPending should Flush before it
 	// returns. Do not send the message again: its first bytes are on the wire,
-	// and a second copy would follow the first. The same error also matches
-	// os.ErrDeadlineExceeded and is a net.Error whose Timeout reports true, so
-	// code that only knows net.Conn sees an ordinary timeout.
+	// and a second copy would follow the first. When a deadline cut the
+	// frame, the same error also matches os.ErrDeadlineExceeded and is a
+	// net.Error whose Timeout reports true, so code that only knows net.Conn
+	// sees an ordinary timeout; when a context call's ctx cut it, it matches
+	// ctx.Err() instead, and Timeout reports true only for a deadline.
 	//
 	// A timeout that struck before any byte of the frame left does not match
 	// ErrPending: that message was not sent and the Write returns 0.
-	ErrPending = errors.New("jsonconn: write timed out after part of the frame was sent; the rest is pending")
+	ErrPending = errors.New("jsonconn: write cut short after part of the frame was sent; the rest is pending")
 
 	// ErrServerClosed is returned by Server.Serve and Server.ListenAndServe
 	// after Shutdown or Close, and by the reading methods of a Conn served by
@@ -131,7 +133,13 @@ type pendingError struct {
 
 func (e *pendingError) Error() string   { return ErrPending.Error() + ": " + e.err.Error() }
 func (e *pendingError) Unwrap() []error { return []error{ErrPending, e.err} }
-func (e *pendingError) Timeout() bool   { return true }
+
+// Timeout reports whether the error that cut the frame was a timeout: true
+// for a deadline, false for a context call's context.Canceled.
+func (e *pendingError) Timeout() bool {
+	var ne net.Error
+	return errors.As(e.err, &ne) && ne.Timeout()
+}
 
 // Temporary forwards to the underlying timeout; it exists so that
 // pendingError satisfies net.Error, which callers type-assert directly.

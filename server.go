@@ -511,12 +511,14 @@ type connHook interface {
 
 	// hold holds the read or the write deadline of the wrapped conn in the
 	// past (on), which interrupts the I/O of a context call whose ctx
-	// ended, or lets it go (off) and applies the deadline it would have now.
-	// Nothing else may replace a held deadline: setDeadline records a new
-	// one, a drain's wake-up puts nothing back, and a write's WriteTimeout
-	// is applied only once the hold is let go. The Conn calls it under its
-	// dmu.
-	hold(read, on bool)
+	// ended, and reports true; or reports false, holding nothing, if the
+	// deadline in force on that side (the handler's, or a message's
+	// WriteTimeout) has passed already. Off, it lets the hold go and applies
+	// the deadline the side would have now. Nothing else may replace a held
+	// deadline: setDeadline records a new one, a drain's wake-up puts
+	// nothing back, and a write's WriteTimeout is applied only once the hold
+	// is let go. The Conn calls it under its dmu.
+	hold(read, on bool) bool
 
 	// ended is told once, when the wrapped conn is closed, with the
 	// cause: nil for Close, the peer's violation of the protocol, or the
@@ -682,13 +684,19 @@ func (sc *servedConn) restoreLocked() bool {
 }
 
 // hold implements connHook.hold.
-func (sc *servedConn) hold(read, on bool) {
+func (sc *servedConn) hold(read, on bool) bool {
 	sc.mu.Lock()
 	defer sc.mu.Unlock()
 	if !read {
+		if on && passed(sc.writeDeadlineLocked()) {
+			return false
+		}
 		sc.wheld = on
 		sc.applyWriteDeadlineLocked()
-		return
+		return on
+	}
+	if on && passed(sc.rdeadline) {
+		return false
 	}
 	sc.rheld = on
 	switch {
@@ -697,6 +705,7 @@ func (sc *servedConn) hold(read, on bool) {
 	case !sc.interrupted.Load():
 		sc.c.conn.SetReadDeadline(sc.rdeadline)
 	}
+	return on
 }
 
 // now returns the time on the clocks: nanoseconds since the Conn was
@@ -778,14 +787,20 @@ func (sc *servedConn) writeBegin() {
 // it is now: in the past while a context call holds it, and otherwise the
 // earlier of the handler's deadline and that of the message being written.
 func (sc *servedConn) applyWriteDeadlineLocked() error {
-	d := sc.wdeadline
-	switch {
-	case sc.wheld:
+	d := sc.writeDeadlineLocked()
+	if sc.wheld {
 		d = aLongTimeAgo
-	case sc.msgDeadline.After(time.Now()):
-		d = earlier(d, sc.msgDeadline)
 	}
 	return sc.c.conn.SetWriteDeadline(d)
+}
+
+// writeDeadlineLocked returns the write deadline in force but for a hold:
+// the earlier of the handler's and that of the message being written.
+func (sc *servedConn) writeDeadlineLocked() time.Time {
+	if sc.msgDeadline.After(time.Now()) {
+		return earlier(sc.wdeadline, sc.msgDeadline)
+	}
+	return sc.wdeadline
 }
 
 // writeEnd counts a write that WriteTimeout cut short.
