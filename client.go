@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -53,7 +54,11 @@ var (
 // were in flight. A SendContext whose connection ended returns an error
 // matching ErrDisconnected; so does, once, the pending or next
 // ReceiveContext after the connection it read ended, once every message
-// that had arrived on it has been returned. An application that needs
+// that had arrived on it has been returned (a connection whose write side
+// failed stays open for reading until then). Of the connections that ended
+// with messages unread, the Client keeps the newest: an application that
+// does not read across two reconnects loses the older one's messages, and
+// learns of both gaps in one error. An application that needs
 // at-least-once delivery numbers its requests, has the peer acknowledge or
 // answer each, sends again what was not answered when it sees
 // ErrDisconnected, and makes its requests idempotent, or has the peer drop
@@ -62,14 +67,21 @@ var (
 // # Backoff
 //
 // The first dial is immediate. After a failed attempt, or after a
-// connection ends, the Client sleeps before the next dial: the n-th in a
-// row (n = 0 for the first) sleeps a uniformly random time in
+// connection ends, the Client sleeps before the next dial: the n-th sleep
+// since the last reset (n = 0 for the first) is a uniformly random time in
 // [0, min(MaxBackoff, MinBackoff·2ⁿ)), full jitter applied after the cap,
 // so that clients whose server vanished at once do not come back in step.
 // n goes back to 0 only once a connection has passed its Handshake and then
-// received bytes or stayed open for MaxBackoff: a server, or a balancer
-// with no live backend, that accepts and closes at once gets backed-off
-// attempts, not a loop. A failed Handshake counts as a failed attempt.
+// had a message received on it or stayed open for MaxBackoff: a server, or
+// a balancer with no live backend, that accepts and closes at once (or
+// greets in another protocol) gets backed-off attempts, not a loop. A
+// failed Handshake counts as a failed attempt, and so, for MaxAttempts,
+// does a connection that ended before it earned a reset.
+//
+// A Client that only sends learns that the peer closed its side by
+// looking, at least once a second, for the end of stream on the socket,
+// and redials; a message sent in the meantime may be lost, as any sent as
+// the peer closes.
 //
 // # Heartbeat
 //
@@ -78,11 +90,14 @@ var (
 // and redialed. Bytes that have arrived count whether the application has
 // read them or they wait in the kernel (on Linux and the BSDs, which report
 // a socket's unread bytes), so an application that merely reads slowly is
-// not taken for a silent peer. After HeartbeatInterval of silence, Heartbeat,
-// if set, sends the application's ping: the protocol has no control frames,
-// so a ping is an ordinary message, and the peer's answer reaches
-// ReceiveContext like any other. Without Heartbeat, a peer that never speaks
-// first is redialed every HeartbeatInterval + HeartbeatTimeout.
+// not taken for a silent peer; a backlog of unread bytes counts as a sign of
+// life only while it is large enough to have closed the peer's window. After
+// HeartbeatInterval of silence, Heartbeat, if set, sends the application's
+// ping: the protocol has no control frames, so a ping is an ordinary
+// message, and the peer's answer reaches ReceiveContext like any other. A
+// ping that cannot go out within HeartbeatTimeout ends the connection as
+// dead. Without Heartbeat, a peer that never speaks first is redialed every
+// HeartbeatInterval + HeartbeatTimeout.
 //
 // TCP keep-alive probes only the first hop: behind a TCP proxy or balancer
 // it sees the proxy, which keeps a session to a frozen or vanished backend
@@ -114,7 +129,8 @@ type Client struct {
 	MinBackoff, MaxBackoff time.Duration
 
 	// MaxAttempts, if positive, is how many attempts in a row may fail
-	// (dials and handshakes) before the Client gives up: every call then
+	// (dials, handshakes, and connections that ended before they earned a
+	// reset of the backoff) before the Client gives up: every call then
 	// returns an error matching ErrGaveUp. 0 means never give up.
 	MaxAttempts int
 
@@ -126,8 +142,9 @@ type Client struct {
 
 	// Heartbeat, if not nil, sends the application's ping after
 	// HeartbeatInterval of silence, usually with c.SendContext(ctx, ping).
-	// Its ctx ends after HeartbeatTimeout or when Close is called. An error
-	// other than ctx's ends the connection.
+	// Its ctx ends after HeartbeatTimeout or when Close is called; the
+	// connection is then closed as dead if Heartbeat has not returned. An
+	// error other than ctx's ends the connection.
 	Heartbeat func(ctx context.Context, c *Conn) error
 
 	// UserTimeout, if positive, sets TCP_USER_TIMEOUT on each TCP
@@ -155,9 +172,9 @@ type Client struct {
 	closed  bool
 	state   ClientState
 	since   time.Time
-	cur     *clientConn   // the connection calls use; nil while there is none
-	recv    *clientConn   // the connection ReceiveContext reads until it has reported its end
-	ready   chan struct{} // closed when cur is set, or the Client gives up or closes
+	cur     *clientConn   // the connection sends use; nil while there is none
+	rq      []*clientConn // the connections receivers read, oldest first: ended ones whose end is unreported, then cur
+	ready   chan struct{} // closed when a connection is published, or the Client gives up or closes
 	gaveUp  error
 	encOnce sync.Once
 	enc     Writer             // encodes for SendContext, with the Dialer's Config
@@ -215,13 +232,14 @@ type clientStats struct {
 
 // A clientConn is one connection of a Client.
 type clientConn struct {
-	c      *Conn
-	born   time.Time
-	heard  uint64        // c.r.arrived when its Handshake had passed
-	once   sync.Once     // ends it
-	ended  chan struct{} // closed when it has ended
-	cause  error         // why it ended, set before ended is closed
-	closed bool          // the Client ended it because Close was called
+	c     *Conn
+	born  time.Time
+	msgs  atomic.Int64  // messages ReceiveContext returned from it
+	once  sync.Once     // ends it
+	ended chan struct{} // closed when it has ended
+	cause error         // why it ended, without the identity of net.ErrClosed, ErrPending or a context's error
+	byEnd bool          // it ended because the Client was closed
+	shut  sync.Once     // closes its wrapped conn
 }
 
 // errHeartbeatTimeout is the cause of a connection a heartbeat found dead.
@@ -244,7 +262,7 @@ func (cl *Client) SendContext(ctx context.Context, v any) error {
 		return err
 	}
 	defer e.free()
-	cc, err := cl.conn(ctx)
+	cc, err := cl.current(ctx)
 	if err != nil {
 		return err
 	}
@@ -256,15 +274,21 @@ func (cl *Client) SendContext(ctx context.Context, v any) error {
 	switch {
 	case err == nil:
 		return nil
+	case cl.isClosed():
+		return cl.closedError()
 	case errors.Is(err, ErrPending):
-		// The rest of the frame cannot go out on another connection, and
-		// left on this one it would leave the message's fate unknown.
-		cl.end(cc, err)
-		return cl.disconnected(cc)
+		// Cut mid-frame by ctx: the rest cannot go out on another
+		// connection, and left on this one it would leave the message's
+		// fate to a later write. The connection goes; this call's error
+		// keeps its ctx's identity, the others' do not.
+		cl.drop(cc, err)
+		return fmt.Errorf("%w: %w", ErrDisconnected, &opaqueError{msg: err.Error(), ctx: contextErr(err)})
 	case ctx.Err() != nil && errors.Is(err, ctx.Err()):
 		return err // not sent; the connection goes on
 	}
-	cl.end(cc, err)
+	// The write side failed; the read side may still hold the peer's last
+	// messages, which receivers read before they learn of the end.
+	cl.retire(cc, err)
 	return cl.disconnected(cc)
 }
 
@@ -283,23 +307,28 @@ func (cl *Client) ReceiveContext(ctx context.Context, v any) error {
 			return err
 		}
 		err = cc.c.ReceiveContext(ctx, v)
-		if err == nil || !cc.c.rdone.Load() && !cc.c.closed.Load() {
-			return err // a message, a decoding error, or ctx's end: the connection goes on
+		if err == nil {
+			cc.msgs.Add(1)
+			return nil
 		}
-		cl.end(cc, err)
+		if !cc.c.rdone.Load() {
+			return err // a decoding error, or ctx's end: the stream goes on
+		}
+		cl.drop(cc, err)
 		if cl.passOn(cc) {
 			return cl.disconnected(cc)
 		}
-		// Another ReceiveContext reported the end: go on with the next
-		// connection.
+		// Another ReceiveContext reported this end, or the Client closed:
+		// go on with the next connection.
 	}
 }
 
 // Close closes the Client: it stops the Client's goroutine (during a
-// backoff sleep, a dial or a Handshake alike), closes the connection, and
-// wakes every call, which returns an error matching net.ErrClosed. When
-// Close returns, every goroutine the Client started has exited. The first
-// Close returns nil; later ones return an error matching net.ErrClosed.
+// backoff sleep, a dial or a Handshake alike), closes its connections
+// without waiting on any peer, and wakes every call, which returns an error
+// matching net.ErrClosed. When Close returns, every goroutine the Client
+// started has exited. The first Close returns nil; later ones return an
+// error matching net.ErrClosed.
 func (cl *Client) Close() error {
 	cl.mu.Lock()
 	if cl.closed {
@@ -307,16 +336,20 @@ func (cl *Client) Close() error {
 		return cl.closedError()
 	}
 	cl.closed = true
-	cc, started := cl.cur, cl.started
-	cl.cur = nil
+	conns := cl.rq
+	if cl.cur != nil && !slices.Contains(conns, cl.cur) {
+		conns = append(conns, cl.cur)
+	}
+	cl.cur, cl.rq = nil, nil
 	if cl.ready != nil {
 		close(cl.ready)
 		cl.ready = nil
 	}
+	started := cl.started
 	cl.mu.Unlock()
 	cl.setState(ClientClosed, nil)
-	if cc != nil {
-		cl.endClosed(cc)
+	for _, cc := range conns {
+		cl.dropClosed(cc)
 	}
 	if started {
 		cl.stop()
@@ -358,23 +391,48 @@ func (cl *Client) encoder() *Writer {
 	return &cl.enc
 }
 
-// conn returns the current connection, waiting for one (and starting the
-// Client on its first call), bounded by ctx.
-func (cl *Client) conn(ctx context.Context) (*clientConn, error) {
+// isClosed reports whether Close has been called.
+func (cl *Client) isClosed() bool {
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	return cl.closed
+}
+
+// current returns the connection sends use, waiting for one (and starting
+// the Client on its first call), bounded by ctx.
+func (cl *Client) current(ctx context.Context) (*clientConn, error) {
+	return cl.await(ctx, func() *clientConn { return cl.cur })
+}
+
+// receiving returns the connection ReceiveContext reads: the oldest one
+// whose end has not been reported, waiting for one, bounded by ctx.
+func (cl *Client) receiving(ctx context.Context) (*clientConn, error) {
+	return cl.await(ctx, func() *clientConn {
+		if len(cl.rq) == 0 {
+			return nil
+		}
+		return cl.rq[0]
+	})
+}
+
+// await returns pick's connection once there is one, with cl.mu held while
+// pick runs; or the Client's end, or ctx's.
+func (cl *Client) await(ctx context.Context, pick func() *clientConn) (*clientConn, error) {
 	for {
 		cl.mu.Lock()
 		cl.startLocked()
-		switch {
-		case cl.closed:
+		if cl.closed {
 			cl.mu.Unlock()
 			return nil, cl.closedError()
-		case cl.gaveUp != nil:
-			cl.mu.Unlock()
-			return nil, cl.gaveUp
-		case cl.cur != nil:
-			cc := cl.cur
+		}
+		if cc := pick(); cc != nil {
 			cl.mu.Unlock()
 			return cc, nil
+		}
+		if cl.gaveUp != nil {
+			err := cl.gaveUp
+			cl.mu.Unlock()
+			return nil, err
 		}
 		ready := cl.ready
 		cl.mu.Unlock()
@@ -386,36 +444,16 @@ func (cl *Client) conn(ctx context.Context) (*clientConn, error) {
 	}
 }
 
-// receiving returns the connection ReceiveContext reads: the one it read
-// last, until a call has reported its end, and otherwise the current one.
-func (cl *Client) receiving(ctx context.Context) (*clientConn, error) {
-	cl.mu.Lock()
-	cc := cl.recv
-	cl.mu.Unlock()
-	if cc != nil {
-		return cc, nil
-	}
-	cc, err := cl.conn(ctx)
-	if err != nil {
-		return nil, err
-	}
-	cl.mu.Lock()
-	defer cl.mu.Unlock()
-	if cl.recv == nil {
-		cl.recv = cc
-	}
-	return cl.recv, nil
-}
-
-// passOn moves ReceiveContext on from cc, which has ended, and reports
-// whether this call is the one to report the end.
+// passOn moves ReceiveContext on from cc, whose end a call found, and
+// reports whether this call is the one to report it.
 func (cl *Client) passOn(cc *clientConn) bool {
 	cl.mu.Lock()
 	defer cl.mu.Unlock()
-	if cl.recv != cc {
+	if len(cl.rq) == 0 || cl.rq[0] != cc {
 		return false
 	}
-	cl.recv = nil
+	cl.rq[0] = nil
+	cl.rq = cl.rq[1:]
 	return true
 }
 
@@ -424,21 +462,19 @@ func (cl *Client) passOn(cc *clientConn) bool {
 // net.ErrClosed.
 func (cl *Client) disconnected(cc *clientConn) error {
 	<-cc.ended
-	if cc.closed {
+	if cc.byEnd {
 		return cl.closedError()
 	}
-	cause := cc.cause
-	if errors.Is(cause, net.ErrClosed) || errors.Is(cause, ErrPending) {
-		// Keep the message, not the identity: net.ErrClosed means only
-		// that the Client was closed, and a pending rest will never go
-		// out. A context's error stays matchable.
-		cause = &opaqueError{msg: cause.Error(), ctx: contextErr(cause)}
-	}
-	return fmt.Errorf("%w: %w", ErrDisconnected, cause)
+	return fmt.Errorf("%w: %w", ErrDisconnected, cc.cause)
+}
+
+// closedError is the error of a call on a closed Client.
+func (cl *Client) closedError() error {
+	return &net.OpError{Op: "call", Net: "jsonconn", Err: net.ErrClosed}
 }
 
 // An opaqueError has the message of another error, and none of its
-// identity but that of a context's error.
+// identity but that of a context's error, if ctx is set.
 type opaqueError struct {
 	msg string
 	ctx error // context.Canceled, context.DeadlineExceeded or nil
@@ -457,18 +493,24 @@ func contextErr(err error) error {
 	return nil
 }
 
-// closedError is the error of a call on a closed Client.
-func (cl *Client) closedError() error {
-	return &net.OpError{Op: "call", Net: "jsonconn", Err: net.ErrClosed}
+// causeOf returns err as the cause of a connection's end: with the
+// identity of net.ErrClosed (which means only that the Client was closed),
+// ErrPending (a rest that will never go out) and a context's error (one
+// call's, not every call's) taken away, and its message kept.
+func causeOf(err error) error {
+	if errors.Is(err, net.ErrClosed) || errors.Is(err, ErrPending) || contextErr(err) != nil {
+		return &opaqueError{msg: err.Error()}
+	}
+	return err
 }
 
-// end ends cc for cause, once: it closes the wrapped conn (a Conn's Close
-// would hide messages that had arrived, which receivers still get), counts
-// the cause, and lets the Client's goroutine redial.
-func (cl *Client) end(cc *clientConn, cause error) {
+// retire ends cc for cause, once: no call uses it for sending any more, the
+// cause is counted, and the Client's goroutine redials. Its read side stays
+// open for receivers, which read what the peer sent before they learn of the
+// end; the last of them closes it (drop).
+func (cl *Client) retire(cc *clientConn, cause error) {
 	cc.once.Do(func() {
-		cc.cause = cause
-		cc.c.closeNet(cause)
+		cc.cause = causeOf(cause)
 		cl.count(cause)
 		cl.mu.Lock()
 		if cl.cur == cc {
@@ -480,14 +522,20 @@ func (cl *Client) end(cc *clientConn, cause error) {
 	})
 }
 
-// endClosed ends cc because the Client was closed.
-func (cl *Client) endClosed(cc *clientConn) {
+// drop retires cc and closes its wrapped conn, without waiting on the peer.
+func (cl *Client) drop(cc *clientConn, cause error) {
+	cl.retire(cc, cause)
+	cc.shut.Do(func() { cc.c.closeNetAbort(cc.cause) })
+}
+
+// dropClosed ends cc because the Client was closed.
+func (cl *Client) dropClosed(cc *clientConn) {
 	cc.once.Do(func() {
-		cc.closed = true
-		cc.cause = net.ErrClosed
-		cc.c.Close()
+		cc.byEnd = true
+		cc.cause = causeOf(net.ErrClosed)
 		close(cc.ended)
 	})
+	cc.shut.Do(func() { cc.c.closeNetAbort(nil) })
 }
 
 // count counts a connection that ended for cause.
@@ -517,6 +565,32 @@ func (cl *Client) startLocked() {
 	ctx, cl.stop = context.WithCancel(context.Background())
 	cl.done = make(chan struct{})
 	go cl.run(ctx)
+}
+
+// publish makes cc the connection calls use. Of the ended connections
+// receivers have not finished with, it keeps the newest, whose messages
+// they read before cc's; older ones are closed, their unread messages lost
+// with them, and their ends reported in one: an application that does not
+// read across two reconnects learns of the gap once. It reports false if
+// the Client was closed.
+func (cl *Client) publish(cc *clientConn) bool {
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	if cl.closed {
+		return false
+	}
+	for len(cl.rq) > 1 {
+		old := cl.rq[0]
+		old.shut.Do(func() { old.c.closeNetAbort(old.cause) })
+		cl.rq[0] = nil
+		cl.rq = cl.rq[1:]
+	}
+	cl.rq = append(cl.rq, cc)
+	cl.cur = cc
+	close(cl.ready)
+	cl.ready = nil
+	cl.stats.connections.Add(1)
+	return true
 }
 
 // setState changes the state, unless the Client is closed, and tells the
@@ -557,37 +631,39 @@ func (cl *Client) setState(s ClientState, err error) {
 // or MaxAttempts attempts fail in a row.
 func (cl *Client) run(ctx context.Context) {
 	defer close(cl.done)
-	failures := 0 // attempts that failed in a row, and connections that ended too soon
+	sleeps := 0   // since the last reset: the n of the backoff
+	failures := 0 // attempts that failed in a row, and connections that ended too soon: what MaxAttempts counts
 	for {
 		cc, err := cl.attempt(ctx)
 		if ctx.Err() != nil {
 			if cc != nil {
-				cl.endClosed(cc)
+				cl.dropClosed(cc)
 			}
 			return
 		}
-		if err != nil {
-			failures++
-			if cl.MaxAttempts > 0 && failures >= cl.MaxAttempts {
-				cl.giveUp(err)
-				return
-			}
-		} else {
+		if err == nil {
 			cl.watch(ctx, cc)
 			if ctx.Err() != nil {
 				return
 			}
 			err = cc.cause
 			if cl.proved(cc) {
-				failures = 0
+				sleeps, failures = 0, 0
 			} else {
 				failures++
 			}
+		} else {
+			failures++
 		}
-		cl.setState(ClientBackoff, err)
-		if !sleep(ctx, cl.backoff(failures)) {
+		if cl.MaxAttempts > 0 && failures >= cl.MaxAttempts {
+			cl.giveUp(err)
 			return
 		}
+		cl.setState(ClientBackoff, err)
+		if !sleep(ctx, cl.backoff(sleeps)) {
+			return
+		}
+		sleeps++
 	}
 }
 
@@ -601,44 +677,47 @@ func (cl *Client) attempt(ctx context.Context) (*clientConn, error) {
 		cl.stats.dialFailures.Add(1)
 		return nil, err
 	}
-	cc := &clientConn{c: c, ended: make(chan struct{})}
 	if cl.Handshake != nil {
 		cl.setState(ClientHandshaking, nil)
-		d := cl.HandshakeTimeout
-		if d <= 0 {
-			d = 10 * time.Second
-		}
-		hctx, cancel := context.WithTimeout(ctx, d)
-		// Close cancels hctx; closing the conn too stops a Handshake that
-		// does I/O without its ctx.
-		stop := context.AfterFunc(hctx, func() { c.closeNet(context.Cause(hctx)) })
-		err = cl.Handshake(hctx, c)
-		if !stop() && err == nil {
-			err = hctx.Err() // it ended as Handshake returned: c is being closed
-		}
-		cancel()
-		if err != nil {
-			c.Close()
+		if err := cl.handshake(ctx, c); err != nil {
+			c.closeNetAbort(err)
 			if ctx.Err() == nil {
 				cl.stats.handshakeFailures.Add(1)
 			}
 			return nil, fmt.Errorf("jsonconn: handshake: %w", err)
 		}
 	}
-	cc.born = time.Now()
-	cc.heard = c.r.arrived.Load()
-	cl.mu.Lock()
-	if cl.closed {
-		cl.mu.Unlock()
-		return cc, nil // run sees ctx's end and closes cc
+	cc := &clientConn{c: c, born: time.Now(), ended: make(chan struct{})}
+	if !cl.publish(cc) {
+		return cc, nil // closed: run sees ctx's end and drops cc
 	}
-	cl.cur = cc
-	close(cl.ready)
-	cl.ready = nil
-	cl.stats.connections.Add(1)
-	cl.mu.Unlock()
 	cl.setState(ClientConnected, nil)
 	return cc, nil
+}
+
+// handshake runs Handshake on c, bounded by HandshakeTimeout and ctx. A
+// Handshake that does I/O without its ctx is stopped too: c is closed when
+// the ctx ends.
+func (cl *Client) handshake(ctx context.Context, c *Conn) error {
+	d := cl.HandshakeTimeout
+	if d <= 0 {
+		d = 10 * time.Second
+	}
+	hctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	closed := make(chan struct{})
+	stop := context.AfterFunc(hctx, func() {
+		defer close(closed)
+		c.closeNetAbort(context.Cause(hctx))
+	})
+	err := cl.Handshake(hctx, c)
+	if !stop() {
+		<-closed // no goroutine outlives the attempt
+		if err == nil {
+			err = hctx.Err() // it ended as Handshake returned, and c is closed
+		}
+	}
+	return err
 }
 
 // dial dials one connection with the Client's Dialer, adding UserTimeout.
@@ -680,49 +759,64 @@ func (cl *Client) dial(ctx context.Context) (*Conn, error) {
 	return d.DialConn(ctx, network, cl.Address)
 }
 
-// watch waits until cc ends, or ctx does, running the heartbeat meanwhile.
+// eofCheckInterval is how often a Client without a heartbeat looks for the
+// peer's end of stream on a connection no call is reading, so that a Client
+// that only sends notices a server that closed, and redials.
+const eofCheckInterval = time.Second
+
+// slowReaderBacklog is the size of a backlog of unread bytes in the kernel
+// that shows the application reading slowly: it may be why nothing new
+// arrives (the peer's window is closed), so the peer is not counted silent.
+const slowReaderBacklog = 16 << 10
+
+// watch waits until cc ends, or ctx does, running the heartbeat meanwhile
+// and looking for the peer's end of stream.
 func (cl *Client) watch(ctx context.Context, cc *clientConn) {
-	interval := cl.HeartbeatInterval
-	if interval <= 0 {
-		select {
-		case <-cc.ended:
-		case <-ctx.Done():
-			cl.endClosed(cc)
-		}
-		return
-	}
-	timeout := cl.HeartbeatTimeout
+	interval, timeout := cl.HeartbeatInterval, cl.HeartbeatTimeout
 	if timeout <= 0 {
 		timeout = interval
 	}
-	tick := time.NewTicker(min(interval, timeout) / 4)
+	period := eofCheckInterval
+	if interval > 0 {
+		period = max(time.Millisecond, min(interval, timeout)/4)
+	}
+	tick := time.NewTicker(period)
 	defer tick.Stop()
+	raw := cc.c.conn
 	seen, heard, pinged := cc.c.r.arrived.Load(), time.Now(), false
 	for {
 		select {
 		case <-cc.ended:
 			return
 		case <-ctx.Done():
-			cl.endClosed(cc)
+			cl.dropClosed(cc)
 			return
 		case now := <-tick.C:
+			unread := unreadBytes(raw)
+			if unread == 0 && peerClosed(raw) {
+				// The peer closed: receivers read what arrived, then
+				// learn of the end; sends stop here.
+				cl.retire(cc, io.EOF)
+				return
+			}
+			if interval <= 0 {
+				continue
+			}
 			// Bytes that arrived, read or waiting in the kernel, show the
-			// peer alive; an application that reads slowly is no sign.
-			if n := cc.c.r.arrived.Load(); n != seen || unreadBytes(cc.c.conn) > 0 {
-				seen, heard, pinged = n, now, false
+			// peer alive, and so does a backlog the application is slow
+			// to read, which may have closed the peer's window.
+			if total := cc.c.r.arrived.Load() + uint64(unread); total != seen || unread >= slowReaderBacklog {
+				seen, heard, pinged = total, now, false
 				continue
 			}
 			switch silence := now.Sub(heard); {
 			case silence >= interval+timeout:
-				cl.end(cc, errHeartbeatTimeout)
+				cl.drop(cc, errHeartbeatTimeout)
 				return
 			case silence >= interval && !pinged && cl.Heartbeat != nil:
 				pinged = true
-				hctx, cancel := context.WithTimeout(ctx, timeout)
-				err := cl.Heartbeat(hctx, cc.c)
-				cancel()
-				if err != nil && ctx.Err() == nil && !errors.Is(err, context.DeadlineExceeded) {
-					cl.end(cc, err)
+				if err := cl.ping(ctx, cc, timeout); err != nil {
+					cl.drop(cc, err)
 					return
 				}
 			}
@@ -730,16 +824,44 @@ func (cl *Client) watch(ctx context.Context, cc *clientConn) {
 	}
 }
 
+// ping runs Heartbeat on cc, bounded by timeout. A ping that cannot go out
+// within it ends cc as a heartbeat timeout, even if Heartbeat ignores its
+// ctx: cc is closed under it. It returns an error of Heartbeat's other than
+// its ctx's.
+func (cl *Client) ping(ctx context.Context, cc *clientConn, timeout time.Duration) error {
+	hctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	done := make(chan struct{})
+	stop := context.AfterFunc(hctx, func() {
+		defer close(done)
+		if ctx.Err() == nil {
+			cl.drop(cc, errHeartbeatTimeout)
+		}
+	})
+	err := cl.Heartbeat(hctx, cc.c)
+	if !stop() {
+		<-done
+		return nil // cc has ended
+	}
+	if err != nil && ctx.Err() == nil {
+		return err
+	}
+	return nil
+}
+
 // proved reports whether cc, which has ended, earned a reset of the
-// backoff: it had passed its Handshake, and then received bytes or stayed
-// open for MaxBackoff.
+// backoff: it had passed its Handshake, and then a message was received on
+// it or it stayed open for MaxBackoff.
 func (cl *Client) proved(cc *clientConn) bool {
 	_, maxBackoff := cl.backoffBounds()
-	return cc.c.r.arrived.Load() > cc.heard || time.Since(cc.born) >= maxBackoff
+	return cc.msgs.Load() > 0 || time.Since(cc.born) >= maxBackoff
 }
 
 // giveUp ends the Client's attempts with err.
 func (cl *Client) giveUp(err error) {
+	if errors.Is(err, net.ErrClosed) {
+		err = &opaqueError{msg: err.Error()} // net.ErrClosed means only that the Client was closed
+	}
 	cl.mu.Lock()
 	cl.gaveUp = fmt.Errorf("%w after %d attempts: %w", ErrGaveUp, cl.MaxAttempts, err)
 	if cl.ready != nil {
@@ -762,14 +884,12 @@ func (cl *Client) backoffBounds() (lo, hi time.Duration) {
 	return lo, max(lo, hi)
 }
 
-// backoff returns the sleep before the next attempt, after failures
-// attempts in a row that failed: the n-th retry in a row (n = failures - 1,
-// or 0 after a connection that earned a reset) sleeps a random time in
-// [0, min(MaxBackoff, MinBackoff·2ⁿ)).
-func (cl *Client) backoff(failures int) time.Duration {
+// backoff returns the n-th sleep since the last reset: a uniformly random
+// time in [0, min(MaxBackoff, MinBackoff·2ⁿ)).
+func (cl *Client) backoff(n int) time.Duration {
 	lo, hi := cl.backoffBounds()
 	bound := hi
-	if n := max(failures-1, 0); n < 62 && lo < hi>>n {
+	if n < 62 && lo < hi>>n {
 		bound = lo << n
 	}
 	return rand.N(bound)

@@ -398,17 +398,18 @@ func TestClientSlowReceiverIsNoSilentPeer(t *testing.T) {
 	}
 }
 
-// clientGoroutines counts the goroutines running the Client's code.
-func clientGoroutines() int {
+// clientGoroutines returns the stacks of the goroutines running the
+// Client's code.
+func clientGoroutines() []string {
 	buf := make([]byte, 1<<20)
 	buf = buf[:runtime.Stack(buf, true)]
-	n := 0
+	var gs []string
 	for _, g := range strings.Split(string(buf), "\n\n") {
 		if strings.Contains(g, "jsonconn.(*Client).run(") {
-			n++
+			gs = append(gs, g)
 		}
 	}
-	return n
+	return gs
 }
 
 // TestClientCloseReturnsAtOnce: Close returns promptly during a backoff
@@ -465,8 +466,8 @@ func TestClientCloseReturnsAtOnce(t *testing.T) {
 					t.Errorf("%s after Close = %v, want net.ErrClosed", name, err)
 				}
 			}
-			if n := clientGoroutines(); n != 0 {
-				t.Errorf("%d of the Client's goroutines remain after Close", n)
+			if gs := clientGoroutines(); len(gs) != 0 {
+				t.Errorf("%d of the Client's goroutines remain after Close:\n%s", len(gs), strings.Join(gs, "\n\n"))
 			}
 			if err := cl.Close(); !errors.Is(err, net.ErrClosed) {
 				t.Errorf("second Close = %v, want net.ErrClosed", err)

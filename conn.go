@@ -136,11 +136,18 @@ func (c *Conn) abort() {
 	if !c.closed.CompareAndSwap(false, true) {
 		return
 	}
+	c.closeNetAbort(nil)
+}
+
+// closeNetAbort is closeNet without waiting on the peer: under a *tls.Conn
+// it closes the TLS conn's own conn, skipping the close_notify alert. A
+// Client closes its connections so.
+func (c *Conn) closeNetAbort(cause error) error {
 	nc := c.conn
 	if tc, ok := nc.(*tls.Conn); ok {
 		nc = tc.NetConn()
 	}
-	c.closeNetConn(nc, nil)
+	return c.closeNetConn(nc, cause)
 }
 
 // closeNet closes the wrapped conn once, whoever asks first: Close (with a

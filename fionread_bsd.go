@@ -20,3 +20,12 @@ func unreadOn(fd uintptr) int {
 	}
 	return int(n)
 }
+
+// peerClosedOn reports whether the socket fd has received the peer's end
+// of stream with nothing unread before it: a read that would not block
+// returns no byte.
+func peerClosedOn(fd uintptr) bool {
+	var b [1]byte
+	n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+	return err == nil && n == 0
+}

@@ -183,7 +183,8 @@ func (c *Conn) readError(err error) error {
 	if err == nil {
 		return nil
 	}
-	if c.r.err != nil || c.netClosed.Load() {
+	ended := c.r.err != nil // the Reader's stream ended: a violation, the source's end or error
+	if ended {
 		c.rdone.Store(true)
 	}
 	switch {
@@ -191,9 +192,12 @@ func (c *Conn) readError(err error) error {
 		return c.opError("read", net.ErrClosed)
 	case isViolation(err):
 		// read closes the wrapped conn once the lock is released.
+	case !ended && !isTimeout(err):
+		// An error decoding a message that arrived whole: the stream is
+		// in sync, whatever has become of the wrapped conn since.
 	case c.netClosed.Load():
 		return c.opError("read", net.ErrClosed) // closed by its hook, on a timeout
-	case c.r.err != nil && err != io.EOF:
+	case ended && err != io.EOF:
 		c.broke(err) // io.EOF is a half-close: the Conn can still write
 	}
 	return err

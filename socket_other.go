@@ -35,3 +35,7 @@ func peerReset(error) bool { return false }
 // unreadBytes would report the bytes a socket has received and nobody has
 // read; outside Unix systems it reports none.
 func unreadBytes(net.Conn) int { return 0 }
+
+// peerClosed would report whether a socket has received the peer's end of
+// stream; outside Unix systems it reports false.
+func peerClosed(net.Conn) bool { return false }

@@ -144,18 +144,30 @@ func peerReset(err error) bool {
 // conn, for one) has received that nobody has read yet, or 0 if that cannot
 // be told.
 func unreadBytes(c net.Conn) int {
+	n := 0
+	controlSocket(c, func(fd uintptr) { n = unreadOn(fd) })
+	return n
+}
+
+// peerClosed reports whether the socket under c has received the peer's
+// end of stream with nothing unread before it, where that can be told.
+func peerClosed(c net.Conn) bool {
+	eof := false
+	controlSocket(c, func(fd uintptr) { eof = peerClosedOn(fd) })
+	return eof
+}
+
+// controlSocket runs f with the descriptor of the socket under c, if it
+// has one.
+func controlSocket(c net.Conn, f func(fd uintptr)) {
 	if tc, ok := c.(interface{ NetConn() net.Conn }); ok {
 		c = tc.NetConn()
 	}
 	sc, ok := c.(syscall.Conn)
 	if !ok {
-		return 0
+		return
 	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return 0
+	if rc, err := sc.SyscallConn(); err == nil {
+		rc.Control(f)
 	}
-	n := 0
-	rc.Control(func(fd uintptr) { n = unreadOn(fd) })
-	return n
 }
