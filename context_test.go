@@ -545,6 +545,7 @@ func TestServerShutdownDuringAContextCall(t *testing.T) {
 // them. So a test can act between a read's timeout and its return.
 type gatedReads struct {
 	net.Conn
+	waiting   chan struct{} // if not nil, gets a value when a gated Read begins
 	timedOut  chan struct{}
 	gate      chan struct{}
 	mu        sync.Mutex
@@ -562,6 +563,12 @@ func (g *gatedReads) Read(p []byte) (int, error) {
 	g.mu.Unlock()
 	if first {
 		return g.Conn.Read(p)
+	}
+	if g.waiting != nil {
+		select {
+		case g.waiting <- struct{}{}:
+		default:
+		}
 	}
 	for {
 		g.mu.Lock()
@@ -623,7 +630,7 @@ func TestServerDrainKeepsAContextCallsInterrupt(t *testing.T) {
 		got <- c.ReceiveContext(call, new(any))
 	})}
 	addr := startServerWrapped(t, srv, func(c net.Conn) net.Conn {
-		g := &gatedReads{Conn: c, timedOut: make(chan struct{}), gate: make(chan struct{}), changed: make(chan struct{})}
+		g := &gatedReads{Conn: c, waiting: make(chan struct{}, 1), timedOut: make(chan struct{}), gate: make(chan struct{}), changed: make(chan struct{})}
 		conns <- g
 		return g
 	})
@@ -632,7 +639,8 @@ func TestServerDrainKeepsAContextCallsInterrupt(t *testing.T) {
 		t.Fatal(err)
 	}
 	g := <-conns
-	cancel() // the read, waiting for the rest of the frame, times out...
+	<-g.waiting // the read waits for the rest of the frame
+	cancel()    // and times out...
 	select {
 	case <-g.timedOut:
 	case <-time.After(hangTimeout):
