@@ -393,14 +393,6 @@ func TestClientReceiveAfterCloseIsClosed(t *testing.T) {
 	}
 }
 
-// smallBuffers sets small send and receive buffers on a socket.
-func smallBuffers(rc syscall.RawConn) error {
-	return rc.Control(func(fd uintptr) {
-		syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 16<<10)
-		syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_SNDBUF, 16<<10)
-	})
-}
-
 // smallDialer is a NetDialer whose sockets have small fixed buffers.
 func smallDialer() *net.Dialer {
 	return &net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error { return smallBuffers(rc) }}

@@ -1,0 +1,13 @@
+//go:build unix
+
+package jsonconn_test
+
+import "syscall"
+
+// smallBuffers sets small send and receive buffers on a socket.
+func smallBuffers(rc syscall.RawConn) error {
+	return rc.Control(func(fd uintptr) {
+		syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 16<<10)
+		syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_SNDBUF, 16<<10)
+	})
+}
