@@ -20,9 +20,10 @@ var (
 	// SendContext or ReceiveContext returns when the connection it used
 	// ended: a message sent on it may not have arrived, and messages the
 	// peer sent may have been lost. The error also carries the cause's
-	// message (and its identity, unless that was net.ErrClosed, which a
-	// Client's calls return only once the Client is closed). The Client
-	// redials by itself.
+	// message, and its identity unless that was net.ErrClosed (which a
+	// Client's calls return only once the Client is closed), ErrPending (a
+	// rest that will never go out) or a context's error (which only the call
+	// whose ctx ended gets). The Client redials by itself.
 	ErrDisconnected = errors.New("jsonconn: disconnected")
 
 	// ErrGaveUp is matched (with errors.Is) by the error every call on a
