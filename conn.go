@@ -20,7 +20,8 @@ import (
 // Sends that arrive while another is sending are coalesced: the next sender
 // sends all the messages queued meanwhile together, in one writev on TCP and
 // Unix sockets, and each caller gets its own message's result (except on a
-// Conn served by a Server with a WriteTimeout, whose deadline is per message).
+// Conn served by a Server with a WriteTimeout, whose deadline is per message,
+// and for the context calls, whose messages always go out alone).
 //
 // Deadlines are those of the wrapped conn and behave as net.Conn documents: an
 // expired deadline makes pending and future calls return an error that is a
