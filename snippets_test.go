@@ -25,7 +25,7 @@ import (
 //   - A fragment: any other block is the body of a
 //     func(ctx context.Context) error, compiled in a package that also holds
 //     snippetPreamble, which declares what the prose around the fragments
-//     takes as given (srv, handler, Request, Response, handle). After the
+//     takes as given (srv, myHandler, Request, Response, handle). After the
 //     body comes a "return nil", for a fragment that ends where the reader's
 //     function would go on. Nothing else is added: a variable a fragment
 //     declares and does not use is an error, as in the reader's own code.
@@ -126,8 +126,8 @@ import (
 )
 
 var (
-	srv     *jsonconn.Server // a Server set up as in the README
-	handler jsonconn.Handler // the application's handler
+	srv       *jsonconn.Server // a Server set up as in the README
+	myHandler jsonconn.Handler // the application's handler
 )
 
 // Request and Response are the application's messages.
