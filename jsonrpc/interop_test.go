@@ -106,7 +106,11 @@ func TestNodeInterop(t *testing.T) {
 			if time.Now().After(deadline) {
 				t.Fatal("the Node server did not say where it listens")
 			}
-			time.Sleep(10 * time.Millisecond)
+			select {
+			case <-p.exited:
+				t.Fatalf("the Node server exited before it listened: %v, stdout %q", p.err, p.output())
+			case <-time.After(10 * time.Millisecond):
+			}
 			if m := regexp.MustCompile(`listening on (\S+)`).FindStringSubmatch(p.output()); m != nil {
 				addr = m[1]
 			}
@@ -146,6 +150,33 @@ func TestNodeInterop(t *testing.T) {
 		wg.Wait()
 		if _, err := cli.Call(ctx, "fail", nil); err == nil {
 			t.Error("a method that throws in Node returned no error")
+		}
+
+		// A reply over the cap is replaced by the error response the Go
+		// adapters send, and a batch of replies over it arrives in
+		// several frames; the Node server goes on.
+		if _, err := cli.Call(ctx, "repeat", []int{jsonconn.DefaultMaxFrameSize}); !isFrameCap(err) {
+			t.Errorf("a reply over the cap from Node = %v; want the error response %d %q", err, jsonrpc.CodeFrameCap, jsonrpc.MessageFrameCap)
+		}
+		const half = 150000 // two replies of half fit one by one, not together
+		rsps, err := cli.Batch(ctx, []jrpc2.Spec{{Method: "repeat", Params: []int{half}}, {Method: "repeat", Params: []int{half}}})
+		if err != nil || len(rsps) != 2 {
+			t.Fatalf("a batch of replies over the cap from Node = %d responses, %v; want 2", len(rsps), err)
+		}
+		for i, r := range rsps {
+			var s string
+			if err := r.UnmarshalResult(&s); err != nil || len(s) != half {
+				t.Errorf("batch response %d = %d bytes, %v; want %d", i, len(s), err, half)
+			}
+		}
+		var sum int
+		if err := cli.CallResult(ctx, "add", []int{20, 22}, &sum); err != nil || sum != 42 {
+			t.Errorf("a call after the replies over the cap = %d, %v; want the Node server alive", sum, err)
+		}
+		select {
+		case <-p.exited:
+			t.Errorf("the Node server exited: %v", p.err)
+		default:
 		}
 	})
 

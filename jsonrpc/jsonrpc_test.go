@@ -2,10 +2,14 @@ package jsonrpc_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -239,9 +243,7 @@ func TestJRPC2ReplyOverTheCap(t *testing.T) {
 	t.Parallel()
 	cli := jrpc2Pair(t, &jsonconn.Config{MaxFrameSize: 1 << 10}, methods(nil, nil))
 	ctx := hangCtx(t)
-	_, err := cli.Call(ctx, "Big", []int{2 << 10})
-	var jerr *jrpc2.Error
-	if !errors.As(err, &jerr) || jerr.Code != jsonrpc.CodeFrameCap || !strings.Contains(jerr.Message, "frame cap") {
+	if _, err := cli.Call(ctx, "Big", []int{2 << 10}); !isFrameCap(err) {
 		t.Fatalf("a reply over the cap = %v, want the error response %d", err, jsonrpc.CodeFrameCap)
 	}
 	var s string
@@ -261,7 +263,17 @@ func TestJRPC2ServerDiesMidCall(t *testing.T) {
 	cc, sc := pair(t, nil)
 	release := make(chan struct{})
 	defer close(release)
-	srv := jrpc2.NewServer(methods(nil, release), nil).Start(jsonrpc.NewChannel(sc))
+	started := make(chan struct{}, 5)
+	srv := jrpc2.NewServer(handler.Map{
+		"Wait": handler.New(func(ctx context.Context) string {
+			started <- struct{}{}
+			select {
+			case <-release:
+			case <-ctx.Done():
+			}
+			return "late"
+		}),
+	}, &jrpc2.ServerOptions{Concurrency: 5}).Start(jsonrpc.NewChannel(sc)) // all five at once: the default is GOMAXPROCS
 	cli := jrpc2.NewClient(jsonrpc.NewChannel(cc), nil)
 	defer cli.Close()
 	ctx := hangCtx(t)
@@ -269,8 +281,10 @@ func TestJRPC2ServerDiesMidCall(t *testing.T) {
 	for range 5 {
 		go func() { _, err := cli.Call(ctx, "Wait", nil); errs <- err }()
 	}
-	time.Sleep(50 * time.Millisecond) // the calls are out
-	srv.Stop()                        // the server dies: its Conn closes
+	for range 5 {
+		<-started // every call is out, its method running
+	}
+	srv.Stop() // the server dies: its Conn closes
 	srv.Wait()
 	for range 5 {
 		select {
@@ -282,6 +296,9 @@ func TestJRPC2ServerDiesMidCall(t *testing.T) {
 			t.Fatal("a pending call hung after the server died")
 		}
 	}
+	if !cli.IsStopped() {
+		t.Error("the client is not stopped after its connection ended")
+	}
 }
 
 // sourcegraphPair serves handle over one end of a TCP connection, whose
@@ -290,9 +307,12 @@ func sourcegraphPair(t *testing.T, cfg *jsonconn.Config, handle func(ctx context
 	t.Helper()
 	cc, sc := pair(t, cfg)
 	ctx := context.Background()
-	h := jsonrpc2.HandlerWithError(func(ctx context.Context, _ *jsonrpc2.Conn, req *jsonrpc2.Request) (any, error) {
+	// AsyncHandler: a request's handler runs while the next is read, as a
+	// server with calls in flight does; jsonrpc2 runs them one by one
+	// otherwise.
+	h := jsonrpc2.AsyncHandler(jsonrpc2.HandlerWithError(func(ctx context.Context, _ *jsonrpc2.Conn, req *jsonrpc2.Request) (any, error) {
 		return handle(ctx, req)
-	})
+	}))
 	server = jsonrpc2.NewConn(ctx, jsonrpc.NewObjectStream(sc), h)
 	client = jsonrpc2.NewConn(ctx, jsonrpc.NewObjectStream(cc), nil)
 	t.Cleanup(func() {
@@ -334,7 +354,7 @@ func TestSourcegraphCallsNotificationsAndErrors(t *testing.T) {
 	if err := cli.Call(ctx, "Nothing", nil, nil); !errors.As(err, &jerr) || jerr.Code != 42 {
 		t.Fatalf("an unknown method = %v, want the error response 42", err)
 	}
-	if err := cli.Call(ctx, "Big", nil, new(string)); !errors.As(err, &jerr) || jerr.Code != jsonrpc.CodeFrameCap {
+	if err := cli.Call(ctx, "Big", nil, new(string)); !isFrameCap(err) {
 		t.Fatalf("a reply over the cap = %v, want the error response %d", err, jsonrpc.CodeFrameCap)
 	}
 	var wg sync.WaitGroup
@@ -355,7 +375,9 @@ func TestSourcegraphServerDiesMidCall(t *testing.T) {
 	t.Parallel()
 	release := make(chan struct{})
 	defer close(release)
+	started := make(chan struct{}, 3)
 	cli, srv := sourcegraphPair(t, nil, func(ctx context.Context, req *jsonrpc2.Request) (any, error) {
+		started <- struct{}{}
 		<-release
 		return "late", nil
 	})
@@ -363,13 +385,15 @@ func TestSourcegraphServerDiesMidCall(t *testing.T) {
 	for range 3 {
 		go func() { errs <- cli.Call(hangCtx(t), "Wait", nil, nil) }()
 	}
-	time.Sleep(50 * time.Millisecond)
+	for range 3 {
+		<-started
+	}
 	srv.Close()
 	for range 3 {
 		select {
 		case err := <-errs:
-			if err == nil {
-				t.Fatal("a pending call succeeded after the server died")
+			if err == nil || errors.Is(err, context.DeadlineExceeded) {
+				t.Fatalf("a pending call = %v, want the connection's end", err)
 			}
 		case <-time.After(hangTimeout):
 			t.Fatal("a pending call hung after the server died")
@@ -377,26 +401,305 @@ func TestSourcegraphServerDiesMidCall(t *testing.T) {
 	}
 }
 
-// TestJRPC2BatchReplyOverTheCap: a batch whose replies together exceed the
-// server's frame cap gets an error response for each of its ids.
+// TestSourcegraphCancelledCall: a call whose ctx ends returns, its late reply
+// is discarded, and the next call gets its own answer.
+func TestSourcegraphCancelledCall(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	cli, _ := sourcegraphPair(t, nil, func(ctx context.Context, req *jsonrpc2.Request) (any, error) {
+		if req.Method == "Wait" {
+			<-release
+			return "late", nil
+		}
+		return req.Params, nil
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if err := cli.Call(ctx, "Wait", nil, nil); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("a call whose ctx ended = %v, want context.DeadlineExceeded", err)
+	}
+	close(release) // its reply comes now, late
+	var got int
+	if err := cli.Call(hangCtx(t), "Echo", 42, &got); err != nil || got != 42 {
+		t.Fatalf("the next call = %d, %v; want its own answer, 42", got, err)
+	}
+}
+
+// isFrameCap reports whether err is the error response that replaces a
+// reply over the frame cap.
+func isFrameCap(err error) bool {
+	var jerr *jrpc2.Error
+	if errors.As(err, &jerr) {
+		return jerr.Code == jsonrpc.CodeFrameCap && jerr.Message == jsonrpc.MessageFrameCap
+	}
+	var serr *jsonrpc2.Error
+	return errors.As(err, &serr) && serr.Code == jsonrpc.CodeFrameCap && serr.Message == jsonrpc.MessageFrameCap
+}
+
+// TestJRPC2BatchReplyOverTheCap: in a batch whose replies together exceed
+// the server's frame cap, a reply that alone exceeds it is replaced, and the
+// others arrive as they are.
 func TestJRPC2BatchReplyOverTheCap(t *testing.T) {
 	t.Parallel()
 	cli := jrpc2Pair(t, &jsonconn.Config{MaxFrameSize: 1 << 10}, methods(nil, nil))
 	rsps, err := cli.Batch(hangCtx(t), []jrpc2.Spec{
 		{Method: "Big", Params: []int{2 << 10}},
 		{Method: "Add", Params: []int{1, 2}},
+		{Method: "Big", Params: []int{600}},
+		{Method: "Big", Params: []int{600}},
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	for i, r := range rsps {
-		var jerr *jrpc2.Error
-		if !errors.As(r.Error(), &jerr) || jerr.Code != jsonrpc.CodeFrameCap {
-			t.Errorf("response %d: %v, want the error response %d", i, r.Error(), jsonrpc.CodeFrameCap)
-		}
+	if len(rsps) != 4 || !isFrameCap(rsps[0].Error()) {
+		t.Fatalf("%d responses, the first %v; want 4, the first the error response %d", len(rsps), rsps[0].Error(), jsonrpc.CodeFrameCap)
 	}
 	var sum int
+	if err := rsps[1].UnmarshalResult(&sum); err != nil || sum != 3 {
+		t.Errorf("response 1 = %d, %v; want 3", sum, err)
+	}
+	for i := 2; i < 4; i++ {
+		var s string
+		if err := rsps[i].UnmarshalResult(&s); err != nil || len(s) != 600 {
+			t.Errorf("response %d = %d bytes, %v; want 600 bytes", i, len(s), err)
+		}
+	}
 	if err := cli.CallResult(hangCtx(t), "Add", []int{1, 2}, &sum); err != nil || sum != 3 {
 		t.Fatalf("the next call = %d, %v; want the Conn usable", sum, err)
+	}
+}
+
+// TestJRPC2BatchOfSmallRepliesOverTheCap: a batch of replies that each fit
+// but together exceed the cap arrives whole, in several frames. Error
+// responses in their place would be larger still.
+func TestJRPC2BatchOfSmallRepliesOverTheCap(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name  string
+		cap   int // 0 for the default
+		calls int
+	}{
+		{"1 KiB cap, 20 calls", 1 << 10, 20}, // a request of ~800 bytes, replies of ~1,160
+		{"default cap, 5000 calls", 0, 5000}, // a request of ~225 KB, replies of ~320 KB
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			cli := jrpc2Pair(t, &jsonconn.Config{MaxFrameSize: tt.cap}, handler.Map{
+				"N": handler.New(func(ctx context.Context) string { return strings.Repeat("n", 20) }),
+			})
+			specs := make([]jrpc2.Spec, tt.calls)
+			for i := range specs {
+				specs[i] = jrpc2.Spec{Method: "N"}
+			}
+			rsps, err := cli.Batch(hangCtx(t), specs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(rsps) != tt.calls {
+				t.Fatalf("%d responses, want %d", len(rsps), tt.calls)
+			}
+			for i, r := range rsps {
+				var s string
+				if err := r.UnmarshalResult(&s); err != nil || len(s) != 20 {
+					t.Fatalf("response %d = %q, %v; want its result", i, s, err)
+				}
+			}
+		})
+	}
+}
+
+// TestReplacementOverTheCapClosesConn: when even the error response exceeds
+// the cap, the server's Conn is closed, so that the call fails at once
+// instead of waiting for its ctx.
+func TestReplacementOverTheCapClosesConn(t *testing.T) {
+	t.Parallel()
+	// {"jsonrpc":"2.0","id":1,"method":"Big","params":[100]} fits in 80
+	// bytes; the error response for id 1 takes 88.
+	cfg := &jsonconn.Config{MaxFrameSize: 80}
+	t.Run("jrpc2", func(t *testing.T) {
+		t.Parallel()
+		cli := jrpc2Pair(t, cfg, methods(nil, nil))
+		_, err := cli.Call(hangCtx(t), "Big", []int{100})
+		if err == nil || errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("a reply whose replacement is over the cap = %v; want the connection's end", err)
+		}
+	})
+	t.Run("sourcegraph", func(t *testing.T) {
+		t.Parallel()
+		cli, _ := sourcegraphPair(t, cfg, func(ctx context.Context, req *jsonrpc2.Request) (any, error) {
+			return strings.Repeat("x", 100), nil
+		})
+		err := cli.Call(hangCtx(t), "Big", nil, new(string))
+		if err == nil || errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("a reply whose replacement is over the cap = %v; want the connection's end", err)
+		}
+	})
+}
+
+// TestChannelSendOverTheCap drives Channel.Send directly, with what jrpc2
+// would hand it, and checks what the peer receives.
+func TestChannelSendOverTheCap(t *testing.T) {
+	t.Parallel()
+	const max = 256
+	big := strings.Repeat("x", 300)
+	recv := func(t *testing.T, c *jsonconn.Conn) string {
+		t.Helper()
+		c.SetReadDeadline(time.Now().Add(hangTimeout))
+		m, err := c.ReadMessage()
+		if err != nil {
+			t.Fatalf("the peer's read: %v", err)
+		}
+		return string(m)
+	}
+	t.Run("not JSON-RPC", func(t *testing.T) {
+		t.Parallel()
+		peer, c := pair(t, &jsonconn.Config{MaxFrameSize: max})
+		ch := jsonrpc.NewChannel(c)
+		for _, rec := range []string{
+			`{"id":7,"payload":"` + big + `"}`,
+			`{"jsonrpc":"2.0","id":7,"method":"m","params":["` + big + `"]}`,
+		} {
+			err := ch.Send([]byte(rec))
+			var fse *jsonconn.FrameSizeError
+			if !errors.As(err, &fse) || fse.Size != int64(len(rec)) || errors.Is(err, jsonrpc.ErrReplaced) {
+				t.Fatalf("Send of %d bytes of what is not a reply = %v; want the FrameSizeError alone", len(rec), err)
+			}
+		}
+		if err := ch.Send([]byte(`{"jsonrpc":"2.0","id":1,"result":1}`)); err != nil {
+			t.Fatal(err)
+		}
+		if got := recv(t, peer); got != `{"jsonrpc":"2.0","id":1,"result":1}` {
+			t.Fatalf("the peer got %s first; want nothing of the refused messages", got)
+		}
+	})
+	t.Run("reply replaced", func(t *testing.T) {
+		t.Parallel()
+		peer, c := pair(t, &jsonconn.Config{MaxFrameSize: max})
+		ch := jsonrpc.NewChannel(c)
+		rec := `{"jsonrpc":"2.0","id":"q-1","result":"` + big + `"}`
+		err := ch.Send([]byte(rec))
+		var fse *jsonconn.FrameSizeError
+		if !errors.Is(err, jsonrpc.ErrReplaced) || !errors.Is(err, jsonconn.ErrFrameTooLarge) || !errors.As(err, &fse) || fse.Size != int64(len(rec)) || fse.Max != max {
+			t.Fatalf("Send = %v; want ErrReplaced and the FrameSizeError of %d bytes over %d", err, len(rec), max)
+		}
+		want := fmt.Sprintf(`{"jsonrpc":"2.0","id":"q-1","error":{"code":%d,"message":%q}}`, jsonrpc.CodeFrameCap, jsonrpc.MessageFrameCap)
+		if got := recv(t, peer); got != want {
+			t.Fatalf("the peer got %s; want %s", got, want)
+		}
+	})
+	t.Run("batch split", func(t *testing.T) {
+		t.Parallel()
+		peer, c := pair(t, &jsonconn.Config{MaxFrameSize: max})
+		ch := jsonrpc.NewChannel(c)
+		var elems []string
+		for i := range 12 {
+			elems = append(elems, fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"result":"%s"}`, i, strings.Repeat("r", 40)))
+		}
+		if err := ch.Send([]byte("[" + strings.Join(elems, ",") + "]")); err != nil {
+			t.Fatalf("Send of a batch of replies that fit one by one = %v; want nil", err)
+		}
+		var got []string
+		frames := 0
+		for len(got) < len(elems) {
+			var batch []json.RawMessage
+			if err := json.Unmarshal([]byte(recv(t, peer)), &batch); err != nil || len(batch) == 0 {
+				t.Fatalf("frame %d is not a batch of replies: %v", frames, err)
+			}
+			frames++
+			for _, r := range batch {
+				got = append(got, string(r))
+			}
+		}
+		if frames < 2 || !slices.Equal(got, elems) {
+			t.Fatalf("the peer got %d replies in %d frames; want the %d replies, in order, in several frames", len(got), frames, len(elems))
+		}
+	})
+	t.Run("replacement over the cap", func(t *testing.T) {
+		t.Parallel()
+		peer, c := pair(t, &jsonconn.Config{MaxFrameSize: 64})
+		ch := jsonrpc.NewChannel(c)
+		err := ch.Send([]byte(`{"jsonrpc":"2.0","id":1,"result":"` + big + `"}`))
+		if !errors.Is(err, net.ErrClosed) || !errors.Is(err, jsonconn.ErrFrameTooLarge) {
+			t.Fatalf("Send = %v; want net.ErrClosed and ErrFrameTooLarge", err)
+		}
+		peer.SetReadDeadline(time.Now().Add(hangTimeout))
+		if _, err := peer.ReadMessage(); !errors.Is(err, io.EOF) {
+			t.Fatalf("the peer's read = %v; want io.EOF", err)
+		}
+	})
+}
+
+// TestJRPC2ServerShutdown pins what Server.Shutdown does to a jrpc2 server
+// in a handler, as docs/operations.md says: its Recv returns
+// ErrServerClosed, so jrpc2 stops, cancels the methods in flight and closes
+// the Conn; the client's calls fail at once; Wait's error matches
+// ErrServerClosed; and Shutdown returns once the handler has.
+func TestJRPC2ServerShutdown(t *testing.T) {
+	t.Parallel()
+	started := make(chan struct{}, 1)
+	cancelled := make(chan struct{})
+	waitErr := make(chan error, 1)
+	srv := &jsonconn.Server{
+		Handler: jsonconn.HandlerFunc(func(ctx context.Context, c *jsonconn.Conn) {
+			s := jrpc2.NewServer(handler.Map{
+				"Wait": handler.New(func(ctx context.Context) string {
+					started <- struct{}{}
+					<-ctx.Done()
+					close(cancelled)
+					return "cancelled"
+				}),
+			}, nil).Start(jsonrpc.NewChannel(c))
+			waitErr <- s.Wait()
+		}),
+	}
+	ln, err := jsonconn.Listen("tcp", "127.0.0.1:0", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	t.Cleanup(func() { srv.Close() })
+
+	c, err := jsonconn.Dial("tcp", ln.Addr().String(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cli := jrpc2.NewClient(jsonrpc.NewChannel(c), nil)
+	defer cli.Close()
+	called := make(chan error, 1)
+	go func() {
+		_, err := cli.Call(hangCtx(t), "Wait", nil)
+		called <- err
+	}()
+	<-started
+
+	ctx, cancel := context.WithTimeout(context.Background(), hangTimeout)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		t.Fatalf("Shutdown = %v; want it to return once the handler has", err)
+	}
+	select {
+	case <-cancelled:
+	default:
+		t.Error("Shutdown returned before the method in flight was cancelled")
+	}
+	select {
+	case err := <-waitErr:
+		if !errors.Is(err, jsonconn.ErrServerClosed) {
+			t.Errorf("the jrpc2 server's Wait = %v; want ErrServerClosed", err)
+		}
+	default:
+		t.Error("Shutdown returned before the handler")
+	}
+	// jrpc2's client reports its connection's end to the calls in flight
+	// as context.Canceled, not the ctx's deadline: it does not wait.
+	if err := <-called; !errors.Is(err, context.Canceled) {
+		t.Errorf("the call in flight = %v; want context.Canceled, the connection's end", err)
+	}
+	if !cli.IsStopped() {
+		t.Error("the client is not stopped after the server's Shutdown")
+	}
+	if err := <-served; !errors.Is(err, jsonconn.ErrServerClosed) {
+		t.Errorf("Serve = %v; want ErrServerClosed", err)
 	}
 }
