@@ -6,7 +6,7 @@ import json
 import sys
 
 GROUPS = [("1", "framing (1.x)"), ("2", "limits (2.x)"), ("3", "connections (3.x)")]
-VERDICTS = ["pass", "non-strict", "fail", "info"]
+VERDICTS = ["pass", "non-strict", "fail", "info", "skipped"]
 
 
 def counts(cases):

@@ -25,8 +25,9 @@
 //
 // check runs numbered cases against an echo peer in any language, each keyed
 // to a section of docs/protocol.md, with a verdict of pass, non-strict (a
-// SHOULD not met), fail (a MUST violated) or info, as a table, -json or
-// -junit XML. bench keeps at most -window messages in flight per connection
+// SHOULD not met), fail (a MUST violated), info, or skipped (after a peer
+// stopped accepting connections), as a table, -json or -junit XML; the cases
+// are package jsonconntest. bench keeps at most -window messages in flight per connection
 // and reports the round trips' percentiles.
 //
 // Input is NDJSON: each line of stdin is sent as one message. A line that is
@@ -47,7 +48,7 @@
 //	1    a connection or I/O error, a peer broke the protocol, or (check) a case failed
 //	2    a usage error: an unknown command or flag, a bad ADDR or value
 //	3    dial: a stdin line was refused (not JSON, or over the cap); the others were sent
-//	4    check: the peer could not be reached at all
+//	4    check: the peer could not be reached at all, or it speaks another protocol
 //	130  stopped by SIGINT, after a clean shutdown (listen runs until a signal)
 //	143  stopped by SIGTERM, after a clean shutdown
 package main
@@ -80,7 +81,7 @@ var exitStatuses = []struct {
 	{exitError, "a connection or I/O error, a peer broke the protocol, or (check) a case failed"},
 	{exitUsage, "a usage error: an unknown command or flag, a bad ADDR or value"},
 	{exitBadInput, "dial: a stdin line was refused (not JSON, or over the cap); the others were sent"},
-	{exitUnreachable, "check: the peer could not be reached at all"},
+	{exitUnreachable, "check: the peer could not be reached at all, or it speaks another protocol"},
 	{128 + int(syscall.SIGINT), "stopped by SIGINT, after a clean shutdown (listen runs until a signal)"},
 	{128 + int(syscall.SIGTERM), "stopped by SIGTERM, after a clean shutdown"},
 }

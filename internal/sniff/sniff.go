@@ -1,5 +1,5 @@
 // Package sniff names what the first bytes of a stream probably are when
-// they are not a frame header: a PROXY protocol header, HTTP, TLS, SSH, or
+// they are not a frame header: a PROXY protocol header, HTTP, TLS, SSH, Redis, or
 // text such as newline-delimited JSON. The Reader uses it for the message of
 // a header over the frame cap, and the jsonconn command for what a peer
 // speaks; it is internal so that its wording can change.
@@ -41,6 +41,8 @@ func Header(b []byte, limit uint32) string {
 		return "HTTP: the peer speaks HTTP, not framed JSON"
 	case bytes.HasPrefix(b, []byte("SSH-")):
 		return "an SSH banner: the peer speaks SSH, not framed JSON"
+	case isRedisError(b):
+		return "a Redis error reply: the peer speaks Redis (RESP), not framed JSON"
 	case (b[0] == '{' || b[0] == '[') && isText(b[:4]):
 		return "JSON text without a length header (newline-delimited JSON?)"
 	case isText(b[:4]):
@@ -85,6 +87,25 @@ func isHTTPMethod(b []byte) bool {
 		}
 	}
 	return false
+}
+
+// isRedisError reports whether b starts a RESP error reply, which a Redis
+// server sends for a request it cannot parse: "-ERR " or "-WRONGTYPE " and
+// the like, a word in capitals after the minus sign.
+func isRedisError(b []byte) bool {
+	if len(b) < 5 || b[0] != '-' {
+		return false
+	}
+	word, _, found := bytes.Cut(b[1:], []byte(" "))
+	if !found || len(word) < 3 {
+		return false
+	}
+	for _, c := range word {
+		if c < 'A' || c > 'Z' {
+			return false
+		}
+	}
+	return true
 }
 
 // isText reports whether every byte of b is printable ASCII or white space.

@@ -46,3 +46,24 @@ func TestHeader(t *testing.T) {
 		})
 	}
 }
+
+// TestHeaderRedis: a Redis error reply is named where its length could not
+// be legal, as under a 256 KiB cap, and not where it could.
+func TestHeaderRedis(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		b     string
+		limit uint32
+		want  string
+	}{
+		{"-ERR unknown command 'x'\r\n", 1 << 18, "Redis"},
+		{"-WRONGTYPE Operation\r\n", 1 << 18, "Redis"},
+		{"-ERR unknown command 'x'\r\n", 1 << 30, ""}, // 0x2d455252 is under 1 GiB
+		{"-1e5", 1 << 18, "text"},
+	} {
+		got := sniff.Header([]byte(tt.b), tt.limit)
+		if tt.want == "" && got != "" || !strings.Contains(got, tt.want) {
+			t.Errorf("Header(%q, %d) = %q, want a verdict containing %q", tt.b, tt.limit, got, tt.want)
+		}
+	}
+}

@@ -1,4 +1,4 @@
-package main
+package jsonconntest
 
 import (
 	"bytes"
@@ -13,13 +13,15 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 )
 
-// checkCases are check's cases, in the order they run: framing (1), limits
+// checkCases are the cases, in the order they run: framing (1), limits
 // (2), connections (3). Each names the section of docs/protocol.md whose
-// rule it checks.
+// rule it checks, and the key of that rule (see rules.go): a case that finds
+// the rule broken gets the verdict of the rule's word.
 var checkCases = []checkCase{
-	{"1.1", "§10", "the sender test vectors round-trip", checkVectors},
+	{"1.1", "§10", "the sender test vectors round-trip", checkVectors, ruleWhole},
 	sizeCase("1.2", 1),
 	sizeCase("1.3", 512),
 	sizeCase("1.4", 513),
@@ -28,30 +30,71 @@ var checkCases = []checkCase{
 	sizeCase("1.7", 65536),
 	sizeCase("1.8", -1), // the peer's cap minus one
 	sizeCase("1.9", 0),  // exactly the peer's cap
-	{"1.10", "§1", "a header split byte by byte across writes", checkSplitHeader},
-	{"1.11", "§1", "a body split across writes", checkSplitBody},
-	{"1.12", "§1", "1,000 frames in one write come back whole and in order", checkPipelined},
-	{"1.13", "§9", "U+2028, escapes and emoji come back equal", checkUnicode},
-	{"1.14", "§3", "numbers beyond 2^53", checkBigNumbers},
-	{"1.15", "§9", "the bytes of each payload are preserved", checkBytesPreserved},
+	{"1.10", "§1", "a header split byte by byte across writes", checkSplitHeader, ruleWhole},
+	{"1.11", "§1", "a body split across writes", checkSplitBody, ruleWhole},
+	{"1.12", "§1", "1,000 frames in one write come back whole and in order", checkPipelined, ruleWhole},
+	{"1.13", "§9", "U+2028, escapes and emoji come back equal", checkUnicode, ruleWhole},
+	{"1.14", "§3", "numbers beyond 2^53", checkBigNumbers, ""},
+	{"1.15", "§9", "the bytes of each payload are preserved", checkBytesPreserved, ""},
 
-	{"2.1", "§2", "a header one byte over the cap closes the connection", overCapCase(false)},
-	{"2.2", "§2", "a header of 0xFFFFFFFF closes the connection", overCapCase(true)},
-	{"2.3", "§5", "frames before an offending one are delivered", checkDeliveredBefore},
+	{"2.1", "§2", "a header one byte over the cap closes the connection", overCapCase(false), ruleCheckHeader},
+	{"2.2", "§2", "a header of 0xFFFFFFFF closes the connection", overCapCase(true), ruleCheckHeader},
+	{"2.3", "§5", "frames before an offending one are delivered", checkDeliveredBefore, ruleDeliverBefore},
 	invalidCase("2.4", "a zero-length frame", ""),
 	invalidCase("2.5", "a payload that is not JSON", `{"a":`),
 	invalidCase("2.6", "two values in one frame", `1 2`),
 	invalidCase("2.7", "trailing bytes after the value", `{"a":1}}`),
-	{"2.8", "§3", "invalid UTF-8 inside a string", checkInvalidUTF8},
-	{"2.9", "§3", "nesting 10,000 deep", checkDeepNesting},
+	{"2.8", "§3", "invalid UTF-8 inside a string", checkInvalidUTF8, ""},
+	{"2.9", "§3", "nesting 10,000 deep", checkDeepNesting, ""},
 
-	{"3.1", "§4", "a half-close: the peer answers what it got, then closes", checkHalfClose},
-	{"3.2", "§8", "a reset in the middle of a frame does not hurt the next connection", checkResetMidFrame},
-	{"3.3", "§8", "concurrent connections", checkConcurrent},
-	{"3.4", "§6", "a reader that stalls: what the peer sends before it stops", checkStalledReader},
-	{"3.5", "§2", "a frame dripped a byte at a time", checkDrip},
-	{"3.6", "§9", "round-trip latency", checkLatency},
-	{"3.7", "§9", "throughput", checkThroughput},
+	{"3.1", "§4", "a half-close: the peer answers what it got, then closes", checkHalfClose, ruleHalfClose},
+	{"3.2", "§8", "a reset in the middle of a frame does not hurt the next connection", checkResetMidFrame, ruleIndependent},
+	{"3.3", "§8", "concurrent connections", checkConcurrent, ""},
+	{"3.4", "§6", "a reader that stalls: what the peer sends before it stops", checkStalledReader, ruleFlowControl},
+	{"3.5", "§2", "a frame dripped a byte at a time", checkDrip, ""},
+	{"3.6", "§9", "round-trip latency", checkLatency, ""},
+	{"3.7", "§9", "throughput", checkThroughput, ""},
+}
+
+// A checkCase checks one rule of the protocol against the peer.
+type checkCase struct {
+	id, section, title string
+	run                func(ctx context.Context, k *checker) finding
+	rule               string // the key of the rule it checks; "" for a case that only measures
+}
+
+// A finding is what a case's run found.
+type finding struct {
+	verdict Verdict // Pass, Info, or broken
+	detail  string
+	rule    string // for broken: the key of the rule broken, if not the case's
+}
+
+// broken is the verdict of a finding that a rule was broken: the runner
+// turns it into the verdict of the rule's word (Fail for MUST, NonStrict for
+// SHOULD), so that the verdicts and protocol.md §9 cannot disagree.
+const broken Verdict = "broken"
+
+func passed(detail string) finding   { return finding{verdict: Pass, detail: detail} }
+func measured(detail string) finding { return finding{verdict: Info, detail: detail} }
+
+// broke is the finding that the case's own rule was broken.
+func broke(detail string) finding { return finding{verdict: broken, detail: detail} }
+
+// A problem is what went wrong in an exchange, and the rule it broke; the
+// zero problem is none.
+type problem struct{ detail, rule string }
+
+func (p problem) ok() bool { return p.detail == "" }
+
+// broke is the finding of p, with prefix before its detail.
+func (p problem) broke(prefix string) finding {
+	return finding{verdict: broken, detail: prefix + p.detail, rule: p.rule}
+}
+
+// problemf is a problem with the case's own rule.
+func problemf(format string, args ...any) problem {
+	return problem{detail: fmt.Sprintf(format, args...)}
 }
 
 // senderVectors are the rows of docs/protocol.md's test vectors that end in
@@ -85,29 +128,64 @@ func splitFrames(stream []byte) [][]byte {
 }
 
 // echoes sends payloads in one write on a new connection and checks that
-// the peer answers each with an equal value, in order. It returns "" if so,
-// or what went wrong, and the answers it got.
-func echoes(ctx context.Context, k *checker, payloads [][]byte) (string, [][]byte) {
+// the peer answers each with an equal value, in order. It returns the zero
+// problem if so, or what went wrong, and the answers it got.
+func echoes(ctx context.Context, k *checker, payloads [][]byte) (problem, [][]byte) {
 	p, err := k.open(ctx)
 	if err != nil {
-		return err.Error(), nil
+		return problemf("%v", err), nil
 	}
 	defer p.Close()
 	if err := p.send(payloads...); err != nil {
-		return fmt.Sprintf("sending: %v", err), nil
+		return problemf("sending: %v", err), nil
 	}
 	var got [][]byte
 	for i, want := range payloads {
 		m, err := p.recv()
 		if err != nil {
-			return fmt.Sprintf("echo %d of %d: %v", i+1, len(payloads), readProblem(err)), got
+			return problemf("echo %d of %d: %s", i+1, len(payloads), readProblem(err)), got
 		}
 		got = append(got, m)
 		if !jsonEqual(m, want) {
-			return fmt.Sprintf("echo %d of %d differs: sent %s, got %s", i+1, len(payloads), clip(want), clip(m)), got
+			return echoProblem(fmt.Sprintf("echo %d of %d", i+1, len(payloads)), want, m), got
 		}
 	}
-	return "", got
+	return problem{}, got
+}
+
+// echoProblem says what is wrong with m, the echo of want, which is not an
+// equal JSON value, naming the rule it breaks where the bytes show it: a
+// length that counts characters or UTF-16 code units instead of bytes (§1),
+// or an echo that is not JSON (§3). Otherwise the echo differs, which breaks
+// the case's own rule.
+func echoProblem(which string, want, m []byte) problem {
+	n := len(m) // the echo's header announced n bytes
+	units, runes := utf16Len(want), utf8.RuneCount(want)
+	switch {
+	case n != len(want) && n == units && bytes.HasPrefix(want, m):
+		return problem{fmt.Sprintf("%s: its header says %d, the payload's length in UTF-16 code units (JavaScript's string.length), not its %d bytes: got %s", which, n, len(want), clip(m)), ruleByteLength}
+	case n != len(want) && n == runes && bytes.HasPrefix(want, m):
+		return problem{fmt.Sprintf("%s: its header says %d, the payload's length in characters, not its %d bytes: got %s", which, n, len(want), clip(m)), ruleByteLength}
+	case !json.Valid(m):
+		return problem{fmt.Sprintf("%s is not JSON: sent %s, got %s", which, clip(want), clip(m)), ruleJSON}
+	}
+	return problemf("%s differs: sent %s, got %s", which, clip(want), clip(m))
+}
+
+// utf16Len returns the length of the string in b in UTF-16 code units, as
+// JavaScript counts it, invalid UTF-8 counting one unit a byte.
+func utf16Len(b []byte) int {
+	n := 0
+	for len(b) > 0 {
+		r, size := utf8.DecodeRune(b)
+		b = b[size:]
+		if r >= 0x10000 {
+			n += 2
+		} else {
+			n++
+		}
+	}
+	return n
 }
 
 // readProblem describes a read error in a case's terms.
@@ -132,17 +210,17 @@ func clip(p []byte) string {
 	return fmt.Sprintf("%q", p)
 }
 
-func checkVectors(ctx context.Context, k *checker) (verdict, string) {
+func checkVectors(ctx context.Context, k *checker) finding {
 	var sent int
 	for _, v := range senderVectors {
 		stream, _ := hex.DecodeString(v.stream)
 		payloads := splitFrames(stream)
-		if problem, _ := echoes(ctx, k, payloads); problem != "" {
-			return fail, fmt.Sprintf("vector %q: %s", v.name, problem)
+		if p, _ := echoes(ctx, k, payloads); !p.ok() {
+			return p.broke(fmt.Sprintf("vector %q: ", v.name))
 		}
 		sent += len(payloads)
 	}
-	return pass, fmt.Sprintf("%d vectors, %d payloads, each echoed equal", len(senderVectors), sent)
+	return passed(fmt.Sprintf("%d vectors, %d payloads, each echoed equal", len(senderVectors), sent))
 }
 
 // sizePayload returns a JSON payload of exactly n bytes.
@@ -168,7 +246,7 @@ func sizeCase(id string, n int) checkCase {
 	case -1:
 		title = "a payload of the cap minus one round-trips"
 	}
-	return checkCase{id, "§2", title, func(ctx context.Context, k *checker) (verdict, string) {
+	return checkCase{id, "§2", title, func(ctx context.Context, k *checker) finding {
 		size := n
 		switch n {
 		case 0:
@@ -177,13 +255,13 @@ func sizeCase(id string, n int) checkCase {
 			size = k.cap - 1
 		}
 		if size > k.cap || size < 1 {
-			return info, fmt.Sprintf("not run: %d bytes is outside the peer's cap of %d", size, k.cap)
+			return measured(fmt.Sprintf("not run: %d bytes is outside the peer's cap of %d", size, k.cap))
 		}
-		if problem, _ := echoes(ctx, k, [][]byte{sizePayload(size)}); problem != "" {
-			return fail, fmt.Sprintf("%d bytes: %s", size, problem)
+		if p, _ := echoes(ctx, k, [][]byte{sizePayload(size)}); !p.ok() {
+			return p.broke(fmt.Sprintf("%d bytes: ", size))
 		}
-		return pass, "echoed equal"
-	}}
+		return passed("echoed equal")
+	}, ruleAcceptUpToCap}
 }
 
 // splitWrites sends the frame of payload in pieces, cut at cuts, and checks
@@ -196,10 +274,10 @@ func sizeCase(id string, n int) checkCase {
 // Elsewhere the pieces go splitPause apart, which a busy peer can sleep
 // through: it then reads two pieces at once, and the case may pass a peer
 // that would fail it on a quiet machine. The detail says which it was.
-func splitWrites(ctx context.Context, k *checker, payload []byte, cuts []int) (verdict, string) {
+func splitWrites(ctx context.Context, k *checker, payload []byte, cuts []int) finding {
 	p, err := k.open(ctx)
 	if err != nil {
-		return fail, err.Error()
+		return broke(err.Error())
 	}
 	defer p.Close()
 	if tc, ok := p.Conn.(*net.TCPConn); ok {
@@ -211,7 +289,7 @@ func splitWrites(ctx context.Context, k *checker, payload []byte, cuts []int) (v
 	prev, separate := 0, 0
 	for _, cut := range pieces {
 		if _, err := p.Write(frame[prev:cut]); err != nil {
-			return fail, fmt.Sprintf("writing bytes %d to %d: %v", prev, cut, err)
+			return broke(fmt.Sprintf("writing bytes %d to %d: %v", prev, cut, err))
 		}
 		prev = cut
 		if awaitRead(ctx, p.Conn, bound) {
@@ -221,17 +299,17 @@ func splitWrites(ctx context.Context, k *checker, payload []byte, cuts []int) (v
 	m, err := p.recv()
 	switch {
 	case err != nil:
-		return fail, readProblem(err)
+		return broke(readProblem(err))
 	case !jsonEqual(m, payload):
-		return fail, fmt.Sprintf("sent %s, got %s", clip(payload), clip(m))
+		return broke(fmt.Sprintf("sent %s, got %s", clip(payload), clip(m)))
 	}
 	if separate == len(pieces) {
-		return pass, fmt.Sprintf("%d writes, each read by the peer before the next; echoed equal", len(pieces))
+		return passed(fmt.Sprintf("%d writes, each read by the peer before the next; echoed equal", len(pieces)))
 	}
 	if _, ok := peerHasReadAll(p.Conn); ok {
-		return pass, fmt.Sprintf("%d writes, %d of them read by the peer before the next; echoed equal", len(pieces), separate)
+		return passed(fmt.Sprintf("%d writes, %d of them read by the peer before the next; echoed equal", len(pieces), separate))
 	}
-	return pass, fmt.Sprintf("%d writes, %v apart; echoed equal", len(pieces), splitPause)
+	return passed(fmt.Sprintf("%d writes, %v apart; echoed equal", len(pieces), splitPause))
 }
 
 // splitPause is the pause between the pieces of a split frame where the
@@ -257,24 +335,24 @@ func awaitRead(ctx context.Context, c net.Conn, bound time.Duration) bool {
 	}
 }
 
-func checkSplitHeader(ctx context.Context, k *checker) (verdict, string) {
+func checkSplitHeader(ctx context.Context, k *checker) finding {
 	return splitWrites(ctx, k, []byte(`{"split":"header"}`), []int{1, 2, 3, 4})
 }
 
-func checkSplitBody(ctx context.Context, k *checker) (verdict, string) {
+func checkSplitBody(ctx context.Context, k *checker) finding {
 	payload := []byte(`{"split":"` + strings.Repeat("b", 3000) + `"}`)
 	return splitWrites(ctx, k, payload, []int{4, 10, 1000, 2000, 3000})
 }
 
-func checkPipelined(ctx context.Context, k *checker) (verdict, string) {
+func checkPipelined(ctx context.Context, k *checker) finding {
 	payloads := make([][]byte, 1000)
 	for i := range payloads {
 		payloads[i] = []byte(fmt.Sprintf(`{"n":%d,"pad":"%s"}`, i, strings.Repeat("p", i%50)))
 	}
-	if problem, _ := echoes(ctx, k, payloads); problem != "" {
-		return fail, problem
+	if p, _ := echoes(ctx, k, payloads); !p.ok() {
+		return p.broke("")
 	}
-	return pass, "1,000 frames echoed whole and in order"
+	return passed("1,000 frames echoed whole and in order")
 }
 
 // unicodePayloads are the payloads of the Unicode case: characters and
@@ -288,22 +366,22 @@ var unicodePayloads = [][]byte{
 	[]byte(`"lone surrogate \ud800"`),
 }
 
-func checkUnicode(ctx context.Context, k *checker) (verdict, string) {
-	if problem, _ := echoes(ctx, k, unicodePayloads); problem != "" {
-		return fail, problem
+func checkUnicode(ctx context.Context, k *checker) finding {
+	if p, _ := echoes(ctx, k, unicodePayloads); !p.ok() {
+		return p.broke("")
 	}
-	return pass, fmt.Sprintf("%d payloads echoed equal", len(unicodePayloads))
+	return passed(fmt.Sprintf("%d payloads echoed equal", len(unicodePayloads)))
 }
 
-func checkBigNumbers(ctx context.Context, k *checker) (verdict, string) {
+func checkBigNumbers(ctx context.Context, k *checker) finding {
 	payloads := [][]byte{[]byte(`9007199254740993`), []byte(`[-9007199254740993,12345678901234567890,1e400]`)}
 	p, err := k.open(ctx)
 	if err != nil {
-		return info, err.Error()
+		return measured(err.Error())
 	}
 	defer p.Close()
 	if err := p.send(payloads...); err != nil {
-		return info, fmt.Sprintf("sending: %v", err)
+		return measured(fmt.Sprintf("sending: %v", err))
 	}
 	var notes []string
 	for _, want := range payloads {
@@ -318,16 +396,16 @@ func checkBigNumbers(ctx context.Context, k *checker) (verdict, string) {
 			notes = append(notes, fmt.Sprintf("%s came back as %s", want, clip(m)))
 		}
 	}
-	return info, strings.Join(notes, "; ")
+	return measured(strings.Join(notes, "; "))
 }
 
-func checkBytesPreserved(ctx context.Context, k *checker) (verdict, string) {
+func checkBytesPreserved(ctx context.Context, k *checker) finding {
 	payloads := slices.Clone(unicodePayloads)
 	for _, v := range senderVectors {
 		stream, _ := hex.DecodeString(v.stream)
 		payloads = append(payloads, splitFrames(stream)...)
 	}
-	problem, got := echoes(ctx, k, payloads)
+	p, got := echoes(ctx, k, payloads)
 	same := 0
 	var changed []string
 	for i, m := range got {
@@ -341,80 +419,80 @@ func checkBytesPreserved(ctx context.Context, k *checker) (verdict, string) {
 	if len(changed) > 0 {
 		detail += "; for example, " + strings.Join(changed, "; ")
 	}
-	if problem != "" {
-		detail += "; " + problem
+	if !p.ok() {
+		detail += "; " + p.detail
 	}
-	return info, detail
+	return measured(detail)
 }
 
 // overCapCase sends a header over the peer's cap and nothing more, and
 // checks that the peer closes without waiting for the body.
-func overCapCase(largest bool) func(ctx context.Context, k *checker) (verdict, string) {
-	return func(ctx context.Context, k *checker) (verdict, string) {
+func overCapCase(largest bool) func(ctx context.Context, k *checker) finding {
+	return func(ctx context.Context, k *checker) finding {
 		n := uint64(k.cap) + 1
 		if largest {
 			n = 0xFFFFFFFF
 		}
 		if n > 0xFFFFFFFF {
-			return info, "not run: the cap is the largest header"
+			return measured("not run: the cap is the largest header")
 		}
 		p, err := k.open(ctx)
 		if err != nil {
-			return fail, err.Error()
+			return broke(err.Error())
 		}
 		defer p.Close()
 		if _, err := p.Write([]byte{byte(n >> 24), byte(n >> 16), byte(n >> 8), byte(n)}); err != nil {
-			return fail, fmt.Sprintf("writing the header: %v", err)
+			return broke(fmt.Sprintf("writing the header: %v", err))
 		}
 		start := time.Now()
 		how, frames := p.awaitClose()
 		if how == "" {
-			return fail, fmt.Sprintf("a header of %d: the peer did not close within %v (waiting for the body?)", n, k.timeout)
+			return broke(fmt.Sprintf("a header of %d: the peer did not close within %v (waiting for the body?)", n, k.timeout))
 		}
 		detail := fmt.Sprintf("a header of %d: the peer %s the connection after %v", n, how, time.Since(start).Round(time.Millisecond))
 		if frames > 0 {
 			detail += fmt.Sprintf(", having sent %d frames", frames)
 		}
-		return pass, detail
+		return passed(detail)
 	}
 }
 
-func checkDeliveredBefore(ctx context.Context, k *checker) (verdict, string) {
+func checkDeliveredBefore(ctx context.Context, k *checker) finding {
 	p, err := k.open(ctx)
 	if err != nil {
-		return fail, err.Error()
+		return broke(err.Error())
 	}
 	defer p.Close()
 	good := []byte(`{"before":"the offending frame"}`)
 	n := uint32(k.cap) + 1
 	if _, err := p.Write(append(appendFrame(nil, good), byte(n>>24), byte(n>>16), byte(n>>8), byte(n))); err != nil {
-		return fail, fmt.Sprintf("writing: %v", err)
+		return broke(fmt.Sprintf("writing: %v", err))
 	}
 	m, err := p.recv()
 	switch {
 	case err != nil:
-		return fail, fmt.Sprintf("the frame before the oversized one was not echoed: %s", readProblem(err))
+		return broke(fmt.Sprintf("the frame before the oversized one was not echoed: %s", readProblem(err)))
 	case !jsonEqual(m, good):
-		return fail, fmt.Sprintf("sent %s, got %s", clip(good), clip(m))
+		return broke(fmt.Sprintf("sent %s, got %s", clip(good), clip(m)))
 	}
 	if how, _ := p.awaitClose(); how == "" {
-		return fail, fmt.Sprintf("the good frame was echoed, but the peer did not close within %v on the oversized header", k.timeout)
+		return broke(fmt.Sprintf("the good frame was echoed, but the peer did not close within %v on the oversized header", k.timeout))
 	}
-	return pass, "the good frame was echoed, then the connection closed"
+	return passed("the good frame was echoed, then the connection closed")
 }
 
 // invalidCase sends a payload that is not one JSON value. A peer that
 // validates must close (§3); for one that does not, the case says what it
 // did.
 func invalidCase(id, title, payload string) checkCase {
-	return checkCase{id, "§3", title, func(ctx context.Context, k *checker) (verdict, string) {
+	return checkCase{id, "§3", title, func(ctx context.Context, k *checker) finding {
 		p, err := k.open(ctx)
 		if err != nil {
-			return fail, err.Error()
+			return broke(err.Error())
 		}
 		defer p.Close()
 		if err := p.send([]byte(payload)); err != nil {
-			return fail, fmt.Sprintf("sending: %v", err)
+			return broke(fmt.Sprintf("sending: %v", err))
 		}
 		if !k.validates {
 			// Nothing is required: a second shows what the peer does.
@@ -432,79 +510,79 @@ func invalidCase(id, title, payload string) checkCase {
 		}
 		switch {
 		case !k.validates:
-			return info, did + " (it does not validate: -validate=false)"
+			return measured(did + " (it does not validate: -validate=false)")
 		case how == "" || frames > 0:
-			return fail, did + ": a peer that validates must close without delivering it"
+			return broke(did + ": a peer that validates must close without delivering it")
 		}
-		return pass, did
-	}}
+		return passed(did)
+	}, ruleCloseInvalid}
 }
 
-func checkInvalidUTF8(ctx context.Context, k *checker) (verdict, string) {
+func checkInvalidUTF8(ctx context.Context, k *checker) finding {
 	payload := []byte("\"bad \xff\xfe bytes\"")
-	problem, got := echoes(ctx, k, [][]byte{payload})
+	p, got := echoes(ctx, k, [][]byte{payload})
 	switch {
-	case problem != "":
-		return info, problem
+	case !p.ok():
+		return measured(p.detail)
 	case bytes.Equal(got[0], payload):
-		return info, "echoed byte for byte"
+		return measured("echoed byte for byte")
 	}
-	return info, fmt.Sprintf("echoed as %s", clip(got[0]))
+	return measured(fmt.Sprintf("echoed as %s", clip(got[0])))
 }
 
-func checkDeepNesting(ctx context.Context, k *checker) (verdict, string) {
+func checkDeepNesting(ctx context.Context, k *checker) finding {
 	const depth = 10000
 	payload := []byte(strings.Repeat("[", depth) + strings.Repeat("]", depth))
 	if len(payload) > k.cap {
-		return info, fmt.Sprintf("not run: %d bytes is over the peer's cap", len(payload))
+		return measured(fmt.Sprintf("not run: %d bytes is over the peer's cap", len(payload)))
 	}
-	problem, _ := echoes(ctx, k, [][]byte{payload})
-	if problem != "" {
-		return info, fmt.Sprintf("%d levels: %s", depth, problem)
+	if p, _ := echoes(ctx, k, [][]byte{payload}); !p.ok() {
+		return measured(fmt.Sprintf("%d levels: %s", depth, p.detail))
 	}
-	return info, fmt.Sprintf("%d levels echoed equal", depth)
+	return measured(fmt.Sprintf("%d levels echoed equal", depth))
 }
 
-func checkHalfClose(ctx context.Context, k *checker) (verdict, string) {
+func checkHalfClose(ctx context.Context, k *checker) finding {
 	p, err := k.open(ctx)
 	if err != nil {
-		return fail, err.Error()
+		return broke(err.Error())
 	}
 	defer p.Close()
 	cw, ok := p.Conn.(interface{ CloseWrite() error })
 	if !ok {
-		return info, fmt.Sprintf("not run: %T cannot half-close", p.Conn)
+		return measured(fmt.Sprintf("not run: %T cannot half-close", p.Conn))
 	}
 	payloads := [][]byte{[]byte(`"one"`), []byte(`"two"`), []byte(`"three"`)}
 	if err := p.send(payloads...); err != nil {
-		return fail, fmt.Sprintf("sending: %v", err)
+		return broke(fmt.Sprintf("sending: %v", err))
 	}
 	if err := cw.CloseWrite(); err != nil {
-		return fail, fmt.Sprintf("half-closing: %v", err)
+		return broke(fmt.Sprintf("half-closing: %v", err))
 	}
 	got := 0
 	for ; got < len(payloads); got++ {
 		m, err := p.recv()
 		if err != nil {
 			if closeKind(err) == "" {
-				return nonStrict, fmt.Sprintf("after our half-close the peer answered %d of %d messages and then nothing within %v", got, len(payloads), k.timeout)
+				return broke(fmt.Sprintf("after our half-close the peer answered %d of %d messages and then nothing within %v", got, len(payloads), k.timeout))
 			}
-			return nonStrict, fmt.Sprintf("after our half-close the peer answered %d of %d messages, then %s", got, len(payloads), readProblem(err))
+			return broke(fmt.Sprintf("after our half-close the peer answered %d of %d messages, then %s", got, len(payloads), readProblem(err)))
 		}
 		if !jsonEqual(m, payloads[got]) {
-			return fail, fmt.Sprintf("echo %d differs: %s", got+1, clip(m))
+			p := echoProblem(fmt.Sprintf("echo %d of %d", got+1, len(payloads)), payloads[got], m)
+			return p.broke("")
 		}
 	}
 	if how, _ := p.awaitClose(); how == "" {
-		return info, fmt.Sprintf("the peer answered all %d messages but kept its side open for %v", len(payloads), k.timeout)
+		return measured(fmt.Sprintf("the peer answered all %d messages but kept its side open for %v", len(payloads), k.timeout))
 	}
-	return pass, fmt.Sprintf("the peer answered all %d messages, then closed", len(payloads))
+	return passed(fmt.Sprintf("the peer answered all %d messages, then closed", len(payloads)))
 }
 
-func checkResetMidFrame(ctx context.Context, k *checker) (verdict, string) {
+func checkResetMidFrame(ctx context.Context, k *checker) finding {
 	p, err := k.open(ctx)
 	if err != nil {
-		return fail, err.Error()
+		return broke(err.Error())
 	}
 	frame := appendFrame(nil, []byte(`{"cut":"here"}`))
 	p.Write(frame[:7])
@@ -513,13 +591,13 @@ func checkResetMidFrame(ctx context.Context, k *checker) (verdict, string) {
 	}
 	p.Close()
 	time.Sleep(200 * time.Millisecond) // time for the peer to take the reset in
-	if problem, _ := echoes(ctx, k, [][]byte{[]byte(`{"next":"connection"}`)}); problem != "" {
-		return fail, "after a reset mid-frame on another connection: " + problem
+	if p, _ := echoes(ctx, k, [][]byte{[]byte(`{"next":"connection"}`)}); !p.ok() {
+		return p.broke("after a reset mid-frame on another connection: ")
 	}
-	return pass, "the next connection was answered"
+	return passed("the next connection was answered")
 }
 
-func checkConcurrent(ctx context.Context, k *checker) (verdict, string) {
+func checkConcurrent(ctx context.Context, k *checker) finding {
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var problems []string
@@ -528,24 +606,24 @@ func checkConcurrent(ctx context.Context, k *checker) (verdict, string) {
 		go func() {
 			defer wg.Done()
 			msgs := [][]byte{[]byte(fmt.Sprintf(`{"conn":%d,"n":1}`, i)), []byte(fmt.Sprintf(`{"conn":%d,"n":2}`, i))}
-			if problem, _ := echoes(ctx, k, msgs); problem != "" {
+			if p, _ := echoes(ctx, k, msgs); !p.ok() {
 				mu.Lock()
-				problems = append(problems, fmt.Sprintf("connection %d: %s", i, problem))
+				problems = append(problems, fmt.Sprintf("connection %d: %s", i, p.detail))
 				mu.Unlock()
 			}
 		}()
 	}
 	wg.Wait()
 	if len(problems) > 0 {
-		return info, fmt.Sprintf("%d of %d concurrent connections were not answered; the first: %s", len(problems), k.conns, problems[0])
+		return measured(fmt.Sprintf("%d of %d concurrent connections were not answered; the first: %s", len(problems), k.conns, problems[0]))
 	}
-	return info, fmt.Sprintf("all %d concurrent connections were answered", k.conns)
+	return measured(fmt.Sprintf("all %d concurrent connections were answered", k.conns))
 }
 
-func checkStalledReader(ctx context.Context, k *checker) (verdict, string) {
+func checkStalledReader(ctx context.Context, k *checker) finding {
 	p, err := k.open(ctx)
 	if err != nil {
-		return info, err.Error()
+		return measured(err.Error())
 	}
 	defer p.Close()
 	const limit = 64 << 20 // a peer that takes this much without pushing back buffers it
@@ -558,15 +636,18 @@ func checkStalledReader(ctx context.Context, k *checker) (verdict, string) {
 		sent += n
 		if err != nil {
 			if isTimeoutErr(err) {
-				return info, fmt.Sprintf("the peer pushed back: our writes blocked after %s sent unread", formatBytes(sent))
+				return passed(fmt.Sprintf("the peer pushed back: our writes blocked after %s sent unread", formatBytes(sent)))
 			}
-			return info, fmt.Sprintf("after %s sent unread: %s", formatBytes(sent), readProblem(err))
+			return measured(fmt.Sprintf("after %s sent unread: %s", formatBytes(sent), readProblem(err)))
 		}
 		if ctx.Err() != nil {
 			break
 		}
 	}
-	return info, fmt.Sprintf("the peer took %s with no echo read and never pushed back: it buffers without bound", formatBytes(sent))
+	if sent < limit {
+		return measured(fmt.Sprintf("the peer took %s with no echo read and had not pushed back when the case's time ran out", formatBytes(sent)))
+	}
+	return broke(fmt.Sprintf("the peer took %s with no echo read and never pushed back: it buffers without bound", formatBytes(sent)))
 }
 
 // formatBytes writes n in KiB or MiB.
@@ -577,40 +658,40 @@ func formatBytes(n int) string {
 	return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
 }
 
-func checkDrip(ctx context.Context, k *checker) (verdict, string) {
+func checkDrip(ctx context.Context, k *checker) finding {
 	p, err := k.open(ctx)
 	if err != nil {
-		return info, err.Error()
+		return measured(err.Error())
 	}
 	defer p.Close()
 	frame := appendFrame(nil, []byte(`{"drip":"`+strings.Repeat("d", 200)+`"}`))
 	start := time.Now()
 	for i := range frame {
 		if _, err := p.Write(frame[i : i+1]); err != nil {
-			return info, fmt.Sprintf("the peer cut the dripping frame after %v (%d bytes): %s", time.Since(start).Round(time.Millisecond), i, readProblem(err))
+			return measured(fmt.Sprintf("the peer cut the dripping frame after %v (%d bytes): %s", time.Since(start).Round(time.Millisecond), i, readProblem(err)))
 		}
 		select {
 		case <-ctx.Done():
-			return info, fmt.Sprintf("the peer took %d bytes over %v without cutting the frame", i+1, time.Since(start).Round(time.Millisecond))
+			return measured(fmt.Sprintf("the peer took %d bytes over %v without cutting the frame", i+1, time.Since(start).Round(time.Millisecond)))
 		case <-time.After(100 * time.Millisecond):
 		}
 		// A peer that cut the frame has closed: the next write may not
 		// fail for a while, but a read does.
 		p.SetReadDeadline(time.Now().Add(time.Millisecond))
 		if _, err := p.recv(); closeKind(err) != "" {
-			return info, fmt.Sprintf("the peer cut the dripping frame after %v (%d bytes)", time.Since(start).Round(time.Millisecond), i+1)
+			return measured(fmt.Sprintf("the peer cut the dripping frame after %v (%d bytes)", time.Since(start).Round(time.Millisecond), i+1))
 		}
 		if dl, ok := ctx.Deadline(); ok {
 			p.SetReadDeadline(dl)
 		}
 	}
-	return info, fmt.Sprintf("the peer waited for the whole frame, dripped over %v", time.Since(start).Round(time.Millisecond))
+	return measured(fmt.Sprintf("the peer waited for the whole frame, dripped over %v", time.Since(start).Round(time.Millisecond)))
 }
 
-func checkLatency(ctx context.Context, k *checker) (verdict, string) {
+func checkLatency(ctx context.Context, k *checker) finding {
 	p, err := k.open(ctx)
 	if err != nil {
-		return info, err.Error()
+		return measured(err.Error())
 	}
 	defer p.Close()
 	var rtts []time.Duration
@@ -618,17 +699,17 @@ func checkLatency(ctx context.Context, k *checker) (verdict, string) {
 	for range 1000 {
 		start := time.Now()
 		if err := p.send(payload); err != nil {
-			return info, fmt.Sprintf("after %d round trips: %v", len(rtts), err)
+			return measured(fmt.Sprintf("after %d round trips: %v", len(rtts), err))
 		}
 		if _, err := p.recv(); err != nil {
-			return info, fmt.Sprintf("after %d round trips: %s", len(rtts), readProblem(err))
+			return measured(fmt.Sprintf("after %d round trips: %s", len(rtts), readProblem(err)))
 		}
 		rtts = append(rtts, time.Since(start))
 		if ctx.Err() != nil {
 			break
 		}
 	}
-	return info, latencySummary(rtts)
+	return measured(latencySummary(rtts))
 }
 
 // latencySummary describes round-trip times by their percentiles.
@@ -641,10 +722,10 @@ func latencySummary(rtts []time.Duration) string {
 	return fmt.Sprintf("%d round trips: p50 %v, p90 %v, p99 %v, max %v", len(rtts), q(0.5), q(0.9), q(0.99), rtts[len(rtts)-1].Round(time.Microsecond))
 }
 
-func checkThroughput(ctx context.Context, k *checker) (verdict, string) {
+func checkThroughput(ctx context.Context, k *checker) finding {
 	p, err := k.open(ctx)
 	if err != nil {
-		return info, err.Error()
+		return measured(err.Error())
 	}
 	defer p.Close()
 	payload := sizePayload(min(k.cap, 1024))
@@ -654,18 +735,18 @@ func checkThroughput(ctx context.Context, k *checker) (verdict, string) {
 	done := 0
 	for time.Since(start) < time.Second && ctx.Err() == nil {
 		if _, err := p.Write(batch); err != nil {
-			return info, fmt.Sprintf("after %d messages: %v", done, err)
+			return measured(fmt.Sprintf("after %d messages: %v", done, err))
 		}
 		for range window {
 			if _, err := p.recv(); err != nil {
-				return info, fmt.Sprintf("after %d messages: %s", done, readProblem(err))
+				return measured(fmt.Sprintf("after %d messages: %s", done, readProblem(err)))
 			}
 			done++
 		}
 	}
 	secs := time.Since(start).Seconds()
-	return info, fmt.Sprintf("%d messages of %d bytes echoed in %.2fs, %d in flight: %.0f msg/s, %.1f MB/s",
-		done, len(payload), secs, window, float64(done)/secs, float64(done*len(payload))/secs/1e6)
+	return measured(fmt.Sprintf("%d messages of %d bytes echoed in %.2fs, %d in flight: %.0f msg/s, %.1f MB/s",
+		done, len(payload), secs, window, float64(done)/secs, float64(done*len(payload))/secs/1e6))
 }
 
 // jsonEqual reports whether a and b hold equal JSON values: numbers equal
