@@ -14,11 +14,13 @@
 //     that error, and the Conn stays usable.
 //   - A batch of replies over the cap goes out in several frames, each an
 //     array of replies that fits, in order, with every reply that alone
-//     exceeds the cap replaced as above. Peers match replies by id, not by
-//     frame: jrpc2's client and json-rpc-2.0's in Node.js both do.
-//   - If even the error response does not fit (a cap under about a hundred
-//     bytes, or a peer's id nearly as long as the cap), the Conn is closed,
-//     so that the peer's calls fail at once instead of waiting.
+//     exceeds the cap replaced as above; a reply that fits the cap alone
+//     but not between an array's brackets goes as a frame of its own. Peers
+//     match replies by id, not by frame: jrpc2's client and json-rpc-2.0's
+//     in Node.js both do.
+//   - If even the error response exceeds the cap (a cap under about a
+//     hundred bytes, or a peer's id nearly as long as the cap), the Conn is
+//     closed, so that the peer's calls fail at once instead of waiting.
 //
 // A request over the cap is refused before anything is sent, and the call
 // fails with the *jsonconn.FrameSizeError.
@@ -53,7 +55,8 @@ const MessageFrameCap = "reply exceeds the frame cap"
 // ObjectStream.WriteObject return when a reply over the frame cap was
 // replaced by an error response that went out: the peer has its answer, and
 // the Conn is usable. The error also matches jsonconn.ErrFrameTooLarge, and
-// errors.As finds the *jsonconn.FrameSizeError of the reply replaced.
+// errors.As finds the *jsonconn.FrameSizeError of the reply replaced (the
+// first, in a batch with several).
 var ErrReplaced = errors.New("jsonrpc: a reply over the frame cap was replaced by an error response")
 
 // A Channel is a jrpc2 channel.Channel over a Conn: Send writes each record
@@ -103,23 +106,19 @@ func sendReplies(c *jsonconn.Conn, rec []byte, err error) error {
 		return err
 	}
 	max := int(fse.Max)
-	// A batch goes in frames of at most max bytes: '[', the replies joined
-	// by ',', and ']'. A single reply is over the cap, or Write would have
-	// taken it.
-	pad := 2
-	if !batch {
-		pad = 0
-	}
+	// A reply is replaced only if it alone exceeds the cap; in a batch, one
+	// that fits alone but not between brackets goes as a frame of its own,
+	// not in an array.
 	var replaced *jsonconn.FrameSizeError
 	for i, r := range replies {
-		if len(r.raw)+pad <= max {
+		if len(r.raw) <= max {
 			continue
 		}
 		if replaced == nil {
 			replaced = &jsonconn.FrameSizeError{Size: int64(len(r.raw)), Max: fse.Max}
 		}
 		replies[i].raw = fmt.Appendf(nil, `{"jsonrpc":"2.0","id":%s,"error":{"code":%d,"message":%q}}`, r.id, CodeFrameCap, MessageFrameCap)
-		if n := len(replies[i].raw); n+pad > max {
+		if n := len(replies[i].raw); n > max {
 			c.Close()
 			return fmt.Errorf("jsonrpc: the error response replacing a reply over the frame cap exceeds it too (%w); closed the connection: %w",
 				&jsonconn.FrameSizeError{Size: int64(n), Max: fse.Max}, net.ErrClosed)
@@ -129,8 +128,18 @@ func sendReplies(c *jsonconn.Conn, rec []byte, err error) error {
 	if !batch {
 		frames = [][]byte{replies[0].raw}
 	} else {
+		// Greedy: '[', the replies joined by ',', and ']', in frames of at
+		// most max bytes.
 		var f []byte
 		for _, r := range replies {
+			if len(r.raw)+2 > max {
+				if len(f) > 0 {
+					frames = append(frames, append(f, ']'))
+					f = nil
+				}
+				frames = append(frames, r.raw)
+				continue
+			}
 			if len(f) > 0 && len(f)+1+len(r.raw)+1 > max {
 				frames = append(frames, append(f, ']'))
 				f = nil
@@ -142,7 +151,9 @@ func sendReplies(c *jsonconn.Conn, rec []byte, err error) error {
 			}
 			f = append(f, r.raw...)
 		}
-		frames = append(frames, append(f, ']'))
+		if len(f) > 0 {
+			frames = append(frames, append(f, ']'))
+		}
 	}
 	// WriteBatch checks every frame before it sends any, and sends them
 	// together, with no other writer's message between them.

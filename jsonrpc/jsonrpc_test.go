@@ -614,6 +614,35 @@ func TestChannelSendOverTheCap(t *testing.T) {
 			t.Fatalf("the peer got %d replies in %d frames; want the %d replies, in order, in several frames", len(got), frames, len(elems))
 		}
 	})
+	t.Run("batch of replies of the cap", func(t *testing.T) {
+		t.Parallel()
+		peer, c := pair(t, &jsonconn.Config{MaxFrameSize: max})
+		ch := jsonrpc.NewChannel(c)
+		// Replies of exactly the cap and one under fit alone, not in an
+		// array: they go as frames of their own, not replaced.
+		reply := func(id, size int) string {
+			r := fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"result":""}`, id)
+			return r[:len(r)-2] + strings.Repeat("r", size-len(r)) + `"}`
+		}
+		elems := []string{reply(1, max), reply(2, max-1), reply(3, 60), reply(4, 60)}
+		if err := ch.Send([]byte("[" + strings.Join(elems, ",") + "]")); err != nil {
+			t.Fatalf("Send = %v; want nil, every reply sent as it was", err)
+		}
+		var got []string
+		for len(got) < len(elems) {
+			m := recv(t, peer)
+			var batch []json.RawMessage
+			if json.Unmarshal([]byte(m), &batch) != nil {
+				batch = []json.RawMessage{json.RawMessage(m)}
+			}
+			for _, r := range batch {
+				got = append(got, string(r))
+			}
+		}
+		if !slices.Equal(got, elems) {
+			t.Fatalf("the peer got %q; want the replies as they were, in order", got)
+		}
+	})
 	t.Run("replacement over the cap", func(t *testing.T) {
 		t.Parallel()
 		peer, c := pair(t, &jsonconn.Config{MaxFrameSize: 64})

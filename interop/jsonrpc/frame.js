@@ -56,9 +56,9 @@ const MESSAGE_FRAME_CAP = 'reply exceeds the frame cap';
 
 // sendReply sends response, a JSON-RPC 2.0 response or an array of them,
 // with send. A response over the cap is replaced by an error response for
-// its id; an array over the cap goes out one response per frame, each a
-// batch of one, with those over the cap replaced. Peers match replies by id,
-// not by frame. Other errors are thrown.
+// its id; an array over the cap goes out one response per frame, with those
+// over the cap replaced. Peers match replies by id, not by frame. Other
+// errors are thrown.
 function sendReply(send, response) {
   try {
     send(response);
@@ -68,7 +68,7 @@ function sendReply(send, response) {
     }
     if (Array.isArray(response)) {
       for (const r of response) {
-        sendReply((v) => send([v]), r);
+        sendReply(send, r);
       }
       return;
     }
