@@ -9,6 +9,8 @@
 //	jsonconn demo [flags]          an echo server and client on loopback, then a throughput run
 //	jsonconn bench [flags] ADDR    a load generator against a running server
 //	jsonconn check [flags] ADDR    a conformance suite for any framed-JSON echo peer
+//	jsonconn tap [flags] LISTEN_ADDR TARGET_ADDR
+//	                               a transparent proxy that prints every frame passing through
 //	jsonconn help [COMMAND]        this text, or a command's flags
 //
 // ADDR is host:port for TCP (":7000" listens on every interface) or
@@ -29,6 +31,12 @@
 // stopped accepting connections), as a table, -json or -junit XML; the cases
 // are package jsonconntest. bench keeps at most -window messages in flight per connection
 // and reports the round trips' percentiles.
+//
+// tap sits between two peers, forwards every byte unchanged both ways
+// (FIN as a half-close, a reset as a reset, backpressure through) and prints
+// each frame, the connections' opens and closes, and protocol violations with
+// the side that broke the rule: the first tool for debugging a peer in
+// another language.
 //
 // Input is NDJSON: each line of stdin is sent as one message. A line that is
 // not JSON, or longer than the cap, is reported on stderr with its line number
@@ -126,6 +134,7 @@ func init() {
 		{"demo", "run an echo server and a client on loopback, then measure throughput", runDemo},
 		{"bench", "generate load against a server at ADDR and report its throughput and latency", runBench},
 		{"check", "check the echo peer at ADDR against the protocol, case by case", runCheck},
+		{"tap", "forward LISTEN_ADDR to TARGET_ADDR unchanged, printing every frame that passes", runTap},
 		{"help", "show this overview, or the flags of a command", runHelp},
 	}
 }
