@@ -27,7 +27,6 @@ import (
 	"time"
 	"unicode/utf16"
 
-	"github.com/jsonconn/jsonconn"
 	"github.com/jsonconn/jsonconn/jsonconntest"
 )
 
@@ -144,6 +143,7 @@ const brokenCap = 1 << 18
 //	drop-on-eof  it answers a batch of messages only after the next, and
 //	             drops what it owes at the end of the stream
 //	bad-json     it echoes [m,] for m: not JSON
+//	trailing     it echoes m followed by " junk": a value, then not JSON
 //	utf16        its headers count UTF-16 code units, as JavaScript's
 //	             string.length does, not bytes
 //	chars        its headers count characters (code points), not bytes
@@ -183,13 +183,15 @@ func (bp *brokenPeer) serve(c net.Conn) {
 		case "bad-json":
 			m = append(append([]byte("["), m...), ",]"...)
 			n = len(m)
+		case "trailing":
+			m = append(slices.Clip(m), " junk"...)
+			n = len(m)
 		case "utf16":
 			n = len(utf16.Encode([]rune(string(m))))
 		case "chars":
 			n = len([]rune(string(m)))
 		}
-		c.Write(binary.BigEndian.AppendUint32(nil, uint32(n)))
-		c.Write(m)
+		c.Write(append(binary.BigEndian.AppendUint32(nil, uint32(n)), m...))
 	}
 	for {
 		hdr := make([]byte, 4)
@@ -255,8 +257,11 @@ func (bp *brokenPeer) serve(c net.Conn) {
 	}
 }
 
-// serveUnbounded echoes c's frames from a queue that grows without bound:
-// a reader that stops reading never makes it stop reading.
+// serveUnbounded echoes c's bytes as they come (so its frames too) from a
+// queue that grows without bound: a reader that stops reading never makes
+// it stop reading. It reads in large chunks and does nothing else, so that
+// it takes bytes faster than the suite sends them even under the race
+// detector, and a write of the suite's that blocks can only be push-back.
 func (bp *brokenPeer) serveUnbounded(c net.Conn) {
 	var mu sync.Mutex
 	var queue [][]byte
@@ -274,26 +279,27 @@ func (bp *brokenPeer) serveUnbounded(c net.Conn) {
 			q := queue
 			queue = nil
 			mu.Unlock()
-			for _, m := range q {
-				if _, err := c.Write(binary.BigEndian.AppendUint32(nil, uint32(len(m)))); err != nil {
+			for _, b := range q {
+				if _, err := c.Write(b); err != nil {
 					return
 				}
-				c.Write(m)
 			}
 		}
 	}()
-	r := jsonconn.NewReader(c, nil)
 	for {
-		m, err := r.ReadMessage()
+		b := make([]byte, 256<<10)
+		n, err := c.Read(b)
+		if n > 0 {
+			mu.Lock()
+			queue = append(queue, b[:n])
+			mu.Unlock()
+			select {
+			case more <- struct{}{}:
+			default:
+			}
+		}
 		if err != nil {
 			return
-		}
-		mu.Lock()
-		queue = append(queue, slices.Clone(m))
-		mu.Unlock()
-		select {
-		case more <- struct{}{}:
-		default:
 		}
 	}
 }
@@ -307,14 +313,15 @@ func (bp *brokenPeer) serveUnbounded(c net.Conn) {
 func TestCheckFindsEachBrokenPeer(t *testing.T) {
 	t.Parallel()
 	type brokenCase struct {
-		fault   string
-		n       int
-		fails   []string      // cases that must fail
-		related []string      // cases that may fail too, or not
-		rule    string        // what the failures of fails quote, if not just any rule
-		detail  string        // what the detail of the first of fails says, if set
-		network string        // "tcp" unless set
-		timeout time.Duration // the case timeout, 2 s unless set
+		fault    string
+		n        int
+		fails    []string      // cases that must fail
+		related  []string      // cases that may fail too, or not
+		rule     string        // what the failures of fails quote, if not just any rule
+		detail   string        // what the detail of the first of fails says, if set
+		network  string        // "tcp" unless set
+		timeout  time.Duration // the case timeout, 4 s unless set
+		maxFrame int           // the cap the suite is told, the default unless set
 	}
 	// The split cases catch a peer that reads once only if it sees each
 	// piece arrive on its own. Over a Unix socket on Linux, the suite writes
@@ -350,6 +357,9 @@ func TestCheckFindsEachBrokenPeer(t *testing.T) {
 		{fault: "no-validate", fails: []string{"2.4", "2.5", "2.6", "2.7"}, rule: "MUST close the connection when a payload is not valid"},
 		{fault: "die-on-reset", fails: []string{"3.2"}, rule: "MUST NOT let what happens on one connection"},
 		{fault: "bad-json", fails: []string{"1.1", "1.2", "1.13"}, related: echoCases, rule: "§3 The payload MUST be exactly one JSON value", detail: "is not JSON"},
+		{fault: "trailing", fails: []string{"1.1", "1.2", "1.13"}, related: echoCases, rule: "§3 The payload MUST be exactly one JSON value", detail: "is not JSON"},
+		{fault: "cap", n: 1024, maxFrame: 1024}, // conforming, with a small cap that the suite is told
+		{fault: "cap", n: 64, maxFrame: 64},
 		{fault: "utf16", fails: []string{"1.1", "1.13"}, related: []string{"1.15"}, rule: "§1 A sender MUST set N to the payload's length in bytes", detail: "UTF-16 code units"},
 		{fault: "chars", fails: []string{"1.1", "1.13"}, related: []string{"1.15"}, rule: "§1 A sender MUST set N to the payload's length in bytes", detail: "in characters"},
 		{fault: "crash-deep", fails: []string{"2.9"}, detail: "the peer stopped accepting connections after this case (it may have crashed)"},
@@ -365,7 +375,7 @@ func TestCheckFindsEachBrokenPeer(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			rep, err := jsonconntest.Run(context.Background(), dial, &jsonconntest.Options{CaseTimeout: cmp.Or(f.timeout, 2*time.Second), Conns: 5})
+			rep, err := jsonconntest.Run(context.Background(), dial, &jsonconntest.Options{CaseTimeout: cmp.Or(f.timeout, 4*time.Second), Conns: 5, MaxFrameSize: f.maxFrame})
 			outcomes[i] = outcome{rep, err}
 		}()
 	}
@@ -374,6 +384,9 @@ func TestCheckFindsEachBrokenPeer(t *testing.T) {
 		name := tc.fault
 		if tc.n != 0 {
 			name += " " + strconv.Itoa(tc.n)
+		}
+		if tc.maxFrame != 0 {
+			name += ", told"
 		}
 		if name == "" {
 			name = "conforming"
@@ -409,7 +422,7 @@ func TestCheckFindsEachBrokenPeer(t *testing.T) {
 			if len(got) != len(rep.Cases) || rep.Summary.Cases != len(rep.Cases) {
 				t.Errorf("%d results, summary %+v", len(rep.Cases), rep.Summary)
 			}
-			if tc.fault != "" && !rep.Failed() {
+			if len(tc.fails) > 0 && !rep.Failed() {
 				t.Errorf("no case failed: %+v", rep.Summary)
 			}
 		})
@@ -422,7 +435,7 @@ func TestCheckFindsEachBrokenPeer(t *testing.T) {
 func TestCrashedPeerSkipsTheRest(t *testing.T) {
 	t.Parallel()
 	dial := startBrokenPeer(t, "crash-deep", 0)
-	rep, err := jsonconntest.Run(context.Background(), dial, &jsonconntest.Options{CaseTimeout: 2 * time.Second, Run: regexp.MustCompile(`^(2\.[89]|3\.[1-3])$`)})
+	rep, err := jsonconntest.Run(context.Background(), dial, &jsonconntest.Options{CaseTimeout: 4 * time.Second, Run: regexp.MustCompile(`^(2\.[89]|3\.[1-3])$`)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -589,6 +602,64 @@ func TestTestPeer(t *testing.T) {
 	} {
 		if !bytes.Contains(out, []byte(want)) {
 			t.Errorf("the broken peer's run does not say %q:\n%s", want, out)
+		}
+	}
+}
+
+// TestRunContext: a ctx that ends before the run or in the middle of a case
+// ends it with ctx's error, and the interrupted case gets no verdict (it
+// would otherwise read as the peer's failure to answer).
+func TestRunContext(t *testing.T) {
+	t.Parallel()
+	dial := startBrokenPeer(t, "", 0)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := jsonconntest.Run(ctx, dial, nil); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Run with a cancelled ctx = %v; want context.Canceled", err)
+	}
+
+	ctx, cancel = context.WithCancel(context.Background())
+	defer cancel()
+	var seen []string
+	rep, err := jsonconntest.Run(ctx, dial, &jsonconntest.Options{CaseTimeout: 4 * time.Second, Progress: func(r jsonconntest.Result) {
+		seen = append(seen, r.ID)
+		if len(seen) == 2 {
+			// The next case, 1.3, starts and is cut short.
+			time.AfterFunc(20*time.Millisecond, cancel)
+		}
+	}})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("Run = %v; want context.Canceled", err)
+	}
+	for _, r := range rep.Cases {
+		if r.Verdict != jsonconntest.Pass {
+			t.Errorf("case %s: %s (%s); want pass, and no verdict for a case ctx cut short", r.ID, r.Verdict, r.Detail)
+		}
+	}
+	if len(rep.Cases) != len(seen) {
+		t.Errorf("%d cases in the report, %d given to Progress", len(rep.Cases), len(seen))
+	}
+}
+
+// TestTransientDialFailures: a dial that fails now and then (every fifth
+// here) fails no case and is not taken for a crash.
+func TestTransientDialFailures(t *testing.T) {
+	t.Parallel()
+	dial := startBrokenPeer(t, "", 0)
+	var calls atomic.Int64
+	flaky := func(ctx context.Context) (net.Conn, error) {
+		if calls.Add(1)%5 == 0 {
+			return nil, errors.New("a transient failure, injected")
+		}
+		return dial(ctx)
+	}
+	rep, err := jsonconntest.Run(context.Background(), flaky, &jsonconntest.Options{CaseTimeout: 4 * time.Second, Conns: 5, Run: regexp.MustCompile(`^(1\.[1-9]|2\.[1-7]|3\.[12])$`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rep.Cases {
+		if r.Verdict == jsonconntest.Fail || r.Verdict == jsonconntest.Skipped {
+			t.Errorf("case %s: %s (%s)", r.ID, r.Verdict, r.Detail)
 		}
 	}
 }

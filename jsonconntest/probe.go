@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"time"
 
 	"github.com/jsonconn/jsonconn"
 )
@@ -18,9 +19,19 @@ type probe struct {
 	r *jsonconn.Reader
 }
 
-// open dials a probe, closed when ctx ends.
+// open dials a probe, closed when ctx ends. It tries three times, 100 ms
+// apart, so that one failed dial does not fail a case.
 func (k *checker) open(ctx context.Context) (*probe, error) {
-	c, err := k.dial(ctx)
+	var c net.Conn
+	var err error
+	for try := range 3 {
+		if try > 0 && !sleepCtx(ctx, 100*time.Millisecond) {
+			break
+		}
+		if c, err = k.dial(ctx); err == nil {
+			break
+		}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("connecting: %w", err)
 	}

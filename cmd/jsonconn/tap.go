@@ -75,8 +75,7 @@ address listened on is printed on stderr. tap runs until SIGINT or SIGTERM.`)
 	}
 	fmt.Fprintf(e.stderr, "jsonconn tap: listening on %s, forwarding to %s\n", addrString(ln.Addr()), fs.pos[1])
 
-	t := &tap{out: &tapPrinter{w: e.stdout, json: *jsonOut, maxPrint: int(maxPrint)}, max: int(*maxFrame),
-		network: tnet, address: taddr, dialTimeout: *dialTimeout, conns: make(map[*tapConn]struct{})}
+	t := newTap(&tapPrinter{w: e.stdout, json: *jsonOut, maxPrint: int(maxPrint)}, int(*maxFrame), tnet, taddr, *dialTimeout)
 	accepted := make(chan error, 1)
 	go func() { accepted <- t.serve(ln) }()
 	status := exitOK
@@ -99,11 +98,20 @@ type tap struct {
 	network, address string
 	dialTimeout      time.Duration
 
+	ctx    context.Context // ends at closeAll, cutting pending dials short
+	cancel context.CancelFunc
+
 	mu     sync.Mutex
 	last   int
 	conns  map[*tapConn]struct{}
 	closed bool
 	wg     sync.WaitGroup
+}
+
+func newTap(out *tapPrinter, max int, network, address string, dialTimeout time.Duration) *tap {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &tap{out: out, max: max, network: network, address: address, dialTimeout: dialTimeout,
+		ctx: ctx, cancel: cancel, conns: make(map[*tapConn]struct{})}
 }
 
 // serve accepts connections until the listener is closed.
@@ -141,6 +149,7 @@ func (t *tap) serve(ln net.Listener) error {
 
 // closeAll closes every connection and waits for their goroutines.
 func (t *tap) closeAll() {
+	t.cancel()
 	t.mu.Lock()
 	t.closed = true
 	for tc := range t.conns {
@@ -179,7 +188,7 @@ func (tc *tapConn) run() {
 		t.wg.Done()
 	}()
 	defer tc.client.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), t.dialTimeout)
+	ctx, cancel := context.WithTimeout(t.ctx, t.dialTimeout)
 	var d net.Dialer
 	target, err := d.DialContext(ctx, t.network, t.address)
 	cancel()
@@ -238,8 +247,16 @@ func (tc *tapConn) pump(src, dst net.Conn, dir string) string {
 		n, rerr := src.Read(buf)
 		if n > 0 {
 			if _, werr := dst.Write(buf[:n]); werr != nil {
-				// dst has gone; its own direction says how. Close both so
-				// that src learns of it.
+				// dst has gone. A reset passes on as a reset (the other
+				// direction may have ended already, after a FIN); otherwise
+				// its own direction says how. Close both so that src
+				// learns of it.
+				if errors.Is(werr, syscall.ECONNRESET) || errors.Is(werr, syscall.EPIPE) {
+					out.event(tc.id, "reset", otherDir(dir), side(otherDir(dir)), "RST: the "+side(otherDir(dir))+" reset the connection; passed on as a reset")
+					if tcp, ok := src.(*net.TCPConn); ok {
+						tcp.SetLinger(0)
+					}
+				}
 				src.Close()
 				dst.Close()
 				return "the " + side(otherDir(dir)) + " went away"
@@ -254,16 +271,18 @@ func (tc *tapConn) pump(src, dst net.Conn, dir string) string {
 		if rerr == nil {
 			continue
 		}
-		if detail := s.cut(); detail != "" {
-			tc.mu.Lock()
-			opaque := tc.opaque
-			tc.mu.Unlock()
-			if !opaque {
-				emit(tapEvent{kind: "violation", detail: detail})
-			}
-		}
 		switch {
 		case errors.Is(rerr, io.EOF):
+			// Only the sender's own end of stream cuts its frame: a reset
+			// or tap's close is not the sender's doing.
+			if detail := s.cut(); detail != "" {
+				tc.mu.Lock()
+				opaque := tc.opaque
+				tc.mu.Unlock()
+				if !opaque {
+					emit(tapEvent{kind: "violation", detail: detail})
+				}
+			}
 			out.event(tc.id, "fin", dir, side(dir), "FIN: the "+side(dir)+" closed its side; passed on as a half-close")
 			if cw, ok := dst.(interface{ CloseWrite() error }); ok {
 				cw.CloseWrite()
@@ -429,14 +448,18 @@ type tapLine struct {
 	Detail    string          `json:"detail,omitempty"`
 }
 
-// frame prints a frame's line; valid says whether payload is JSON.
+// frame prints a frame's line; valid says whether payload is JSON. A
+// payload that is JSON and valid UTF-8 is printed as JSON, compacted;
+// anything else as a quoted string, so that no peer can put raw bytes on
+// the terminal or invalid UTF-8 in a -json line.
 func (p *tapPrinter) frame(id int, dir string, payload []byte, valid bool) {
 	now := time.Now()
-	shown, truncated := p.shorten(payload, valid)
+	printable := valid && utf8.Valid(payload)
+	shown, truncated := p.shorten(payload, printable)
 	if p.json {
 		n := len(payload)
 		l := tapLine{Conn: id, Event: "frame", Dir: dir, Side: side(dir), Time: now.Format(time.RFC3339Nano), Len: &n}
-		if valid && !truncated {
+		if printable && !truncated {
 			l.Msg = shown
 		} else {
 			l.Text, l.Truncated = string(shown), truncated
@@ -455,8 +478,8 @@ func (p *tapPrinter) frame(id int, dir string, payload []byte, valid bool) {
 	}
 	b = append(b, n...)
 	b = append(b, "  "...)
-	if valid {
-		b = append(b, shown...) // compact JSON: one line
+	if printable {
+		b = append(b, shown...) // compact JSON, valid UTF-8: one line, no control bytes
 	} else {
 		b = strconv.AppendQuote(b, string(shown))
 	}
@@ -489,13 +512,14 @@ func (p *tapPrinter) prefix(b []byte, id int, col string, now time.Time) []byte 
 	return now.AppendFormat(b, "15:04:05.000000")
 }
 
-// shorten returns what the output shows of payload: all of it, compacted if
-// it is JSON with white space, or its first maxPrint bytes, cut at a
-// character's boundary.
-func (p *tapPrinter) shorten(payload []byte, valid bool) ([]byte, bool) {
+// shorten returns what the output shows of payload: at most maxPrint
+// bytes, cut at a character's boundary, and whether that is all of it. A
+// JSON payload is compacted as it is cut, so that a frame never costs more
+// than maxPrint bytes of output buffer, whatever white space it holds.
+func (p *tapPrinter) shorten(payload []byte, isJSON bool) ([]byte, bool) {
 	shown := payload
-	if valid && bytes.ContainsAny(payload, " \t\r\n") {
-		shown = compactJSON(payload)
+	if isJSON && bytes.ContainsAny(payload, " \t\r\n") {
+		shown = compactPrefix(payload, p.maxPrint+1)
 	}
 	if len(shown) <= p.maxPrint {
 		return shown, false
@@ -507,13 +531,33 @@ func (p *tapPrinter) shorten(payload []byte, valid bool) ([]byte, bool) {
 	return shown[:cut], true
 }
 
-// compactJSON returns valid JSON b without insignificant white space.
-func compactJSON(b []byte) []byte {
-	var out bytes.Buffer
-	if json.Compact(&out, b) != nil {
-		return b
+// compactPrefix returns the first n bytes (or fewer) of valid JSON b
+// without its insignificant white space: the white space outside strings.
+func compactPrefix(b []byte, n int) []byte {
+	out := make([]byte, 0, min(n, len(b)))
+	inString, escaped := false, false
+	for _, c := range b {
+		if len(out) == n {
+			break
+		}
+		switch {
+		case inString:
+			switch {
+			case escaped:
+				escaped = false
+			case c == '\\':
+				escaped = true
+			case c == '"':
+				inString = false
+			}
+		case c == '"':
+			inString = true
+		case c == ' ' || c == '\t' || c == '\r' || c == '\n':
+			continue
+		}
+		out = append(out, c)
 	}
-	return out.Bytes()
+	return out
 }
 
 // event prints an event's line: open, close, fin, reset, violation, tls or
@@ -536,12 +580,17 @@ func (p *tapPrinter) event(id int, kind, dir, who, detail string) {
 	p.line = b
 }
 
+// writeJSON writes l as one line of JSON, with <, > and & as themselves:
+// "c>s", as the table prints it.
 func (p *tapPrinter) writeJSON(l tapLine) {
-	b, err := json.Marshal(l)
-	if err != nil {
-		b = []byte(strconv.Quote(err.Error()))
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(l); err != nil {
+		b.Reset()
+		fmt.Fprintf(&b, "%q\n", err.Error())
 	}
-	p.writeLine(string(b) + "\n")
+	p.writeLine(b.String())
 }
 
 func (p *tapPrinter) writeLine(s string) {

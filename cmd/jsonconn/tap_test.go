@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jsonconn/jsonconn"
 )
@@ -419,8 +420,7 @@ func BenchmarkTap(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	tp := &tap{out: &tapPrinter{w: io.Discard, maxPrint: 256}, max: jsonconn.DefaultMaxFrameSize,
-		network: "tcp", address: srvLn.Addr().String(), dialTimeout: hang, conns: make(map[*tapConn]struct{})}
+	tp := newTap(&tapPrinter{w: io.Discard, maxPrint: 256}, jsonconn.DefaultMaxFrameSize, "tcp", srvLn.Addr().String(), hang)
 	go tp.serve(tapLn)
 	defer func() { tapLn.Close(); tp.closeAll() }()
 
@@ -457,5 +457,78 @@ func BenchmarkTap(b *testing.B) {
 				b.Fatal(err)
 			}
 		})
+	}
+}
+
+// startTapInProcess serves a tap in this process in front of target, its
+// output in the returned buffer, until the test ends.
+func startTapInProcess(t *testing.T, target string, jsonOut bool, dialTimeout time.Duration) (*tap, net.Listener, *syncBuffer) {
+	t.Helper()
+	out := new(syncBuffer)
+	tp := newTap(&tapPrinter{w: out, json: jsonOut, maxPrint: 256}, jsonconn.DefaultMaxFrameSize, "tcp", target, dialTimeout)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go tp.serve(ln)
+	t.Cleanup(func() { ln.Close(); tp.closeAll() })
+	return tp, ln, out
+}
+
+// TestTapBlamesNoOneForItsOwnClose: when the target resets while the
+// client is in the middle of a frame, tap passes the reset on and closes
+// the client's side; the client's cut frame is not the client's violation.
+func TestTapBlamesNoOneForItsOwnClose(t *testing.T) {
+	t.Parallel()
+	target := rawServer(t, func(c net.Conn) {
+		io.ReadFull(c, make([]byte, 14)) // the header and 10 bytes of the body
+		c.(*net.TCPConn).SetLinger(0)
+		c.Close()
+	})
+	_, ln, out := startTapInProcess(t, target, false, hang)
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.Write(append([]byte{0, 0, 0, 100}, `"aaaaaaaaa`...))
+	awaitOutput(t, out, `#1\s+close`)
+	if !strings.Contains(out.String(), "RST: the target reset the connection") || strings.Contains(out.String(), "violation") {
+		t.Errorf("tap's output:\n%s", out)
+	}
+}
+
+// TestTapPrintsOnlyText: a payload that json.Valid accepts but that holds
+// invalid UTF-8, or control bytes, is printed quoted, so the table has no
+// raw bytes of the peer's and every -json line is valid UTF-8 JSON; -json
+// writes "c>s" as the table does, not "c\u003es"; and a payload with white
+// space is compacted only as far as it is printed.
+func TestTapPrintsOnlyText(t *testing.T) {
+	t.Parallel()
+	payloads := [][]byte{[]byte("\"bad \xff\xfe\""), []byte("\"é🙂x\""), []byte("[1,\n 2]"), []byte("\"\x1b[31m\"")}
+	for _, jsonOut := range []bool{false, true} {
+		for _, maxPrint := range []int{0, 1, 2, 3, 4, 7, 256} {
+			var out syncBuffer
+			p := &tapPrinter{w: &out, json: jsonOut, maxPrint: maxPrint}
+			for _, m := range payloads {
+				p.frame(1, clientToTarget, m, json.Valid(m))
+			}
+			for _, line := range strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n") {
+				if !utf8.ValidString(line) || strings.ContainsAny(line, "\x1b\n\r") {
+					t.Errorf("json %v, max-print %d: a line with raw bytes: %q", jsonOut, maxPrint, line)
+				}
+				if jsonOut {
+					var l tapLine
+					if err := json.Unmarshal([]byte(line), &l); err != nil || !strings.Contains(line, `"dir":"c>s"`) {
+						t.Errorf("json, max-print %d: %q (%v)", maxPrint, line, err)
+					}
+				}
+			}
+		}
+	}
+	big := []byte("[" + strings.Repeat("1,                              ", 8000) + "1]")
+	p := &tapPrinter{w: io.Discard, maxPrint: 256}
+	if shown, truncated := p.shorten(big, true); len(shown) > 256 || cap(shown) > 257 || !truncated || string(shown[:6]) != "[1,1,1" {
+		t.Errorf("shorten of %d bytes = %q (capacity %d), %v; want 256 bytes compacted, no more held", len(big), shown, cap(shown), truncated)
 	}
 }
