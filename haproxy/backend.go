@@ -16,16 +16,19 @@ import (
 )
 
 // A Request is what a client sends: Ping for a health check or a
-// heartbeat, or a numbered call.
+// heartbeat, or a numbered call, ID, in its Try-th attempt.
 type Request struct {
 	ID   int64 `json:"id,omitempty"`
+	Try  int   `json:"try,omitempty"`
 	Ping bool  `json:"ping,omitempty"`
 }
 
-// A Reply answers a Request: Pong for a ping, or the call's ID with the
-// backend that answered it and the client's address as the backend sees it.
+// A Reply answers a Request: Pong for a ping, or the call's ID and Try with
+// the backend that answered it and the client's address as the backend sees
+// it.
 type Reply struct {
 	ID      int64  `json:"id,omitempty"`
+	Try     int    `json:"try,omitempty"`
 	Pong    bool   `json:"pong,omitempty"`
 	Backend string `json:"backend,omitempty"`
 	Client  string `json:"client,omitempty"`
@@ -90,7 +93,7 @@ func NewServer(name string, logger *slog.Logger) *jsonconn.Server {
 				}
 				rep := Reply{Pong: req.Ping}
 				if !req.Ping {
-					rep = Reply{ID: req.ID, Backend: name, Client: client}
+					rep = Reply{ID: req.ID, Try: req.Try, Backend: name, Client: client}
 				}
 				if err := c.Send(rep); err != nil {
 					return

@@ -225,12 +225,18 @@ func (k *cluster) await(cond func() bool, what string) time.Duration {
 }
 
 // A caller is a Client making numbered calls, one at a time, each retried
-// until answered, as an application does for idempotent calls.
+// until answered, as an application does for idempotent calls. Each
+// attempt has a number of its own, so that the replies tell apart an
+// attempt answered twice (which would be a duplicate the transport made)
+// from a late answer to an attempt that had already been returned to the
+// caller as failed (which at-least-once delivery allows: the retried call
+// is idempotent).
 type caller struct {
 	cl         *jsonconn.Client
 	answered   atomic.Int64 // calls answered
 	failed     atomic.Int64 // attempts returned to the caller as failed (then retried)
-	twice      atomic.Int64 // replies for a call already answered
+	twice      atomic.Int64 // replies to an attempt already answered
+	late       atomic.Int64 // replies to an attempt already returned as failed
 	lastBy     atomic.Value // string: the backend of the last answer
 	mu         sync.Mutex
 	lastAnswer time.Time
@@ -244,11 +250,11 @@ func (c *caller) run(ctx context.Context) {
 	c.lastAnswer = time.Now()
 	c.mu.Unlock()
 	var id int64
-	seen := map[int64]bool{}
+	seen := map[[2]int64]bool{} // the attempts answered
 	for ctx.Err() == nil {
 		id++
-		for ctx.Err() == nil {
-			if c.attempt(ctx, id, seen) {
+		for try := 1; ctx.Err() == nil; try++ {
+			if c.attempt(ctx, id, try, seen) {
 				break
 			}
 			c.failed.Add(1)
@@ -256,13 +262,13 @@ func (c *caller) run(ctx context.Context) {
 	}
 }
 
-// attempt sends call id and waits up to 2 s for its answer, counting
-// answers to earlier calls that arrive meanwhile. It reports whether id was
-// answered.
-func (c *caller) attempt(ctx context.Context, id int64, seen map[int64]bool) bool {
+// attempt sends attempt try of call id and waits up to 2 s for its answer,
+// counting answers to earlier attempts that arrive meanwhile. It reports
+// whether it was answered.
+func (c *caller) attempt(ctx context.Context, id int64, try int, seen map[[2]int64]bool) bool {
 	actx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	if err := c.cl.SendContext(actx, haproxy.Request{ID: id}); err != nil {
+	if err := c.cl.SendContext(actx, haproxy.Request{ID: id, Try: try}); err != nil {
 		return false
 	}
 	for {
@@ -273,13 +279,15 @@ func (c *caller) attempt(ctx context.Context, id int64, seen map[int64]bool) boo
 		if rep.Pong {
 			continue
 		}
-		if seen[rep.ID] {
+		key := [2]int64{rep.ID, int64(rep.Try)}
+		if seen[key] {
 			c.twice.Add(1)
 			continue
 		}
-		seen[rep.ID] = true
-		if rep.ID != id {
-			continue // a late answer to an attempt that gave up: counted once
+		seen[key] = true
+		if rep.ID != id || rep.Try != try {
+			c.late.Add(1) // an attempt returned as failed was answered after all
+			continue
 		}
 		now := time.Now()
 		c.answered.Add(1)
@@ -327,11 +335,12 @@ func startCallers(t *testing.T, front string, n int) []*caller {
 }
 
 // totals sums the callers' counts.
-func totals(callers []*caller) (answered, failed, twice int64, gap time.Duration) {
+func totals(callers []*caller) (answered, failed, twice, late int64, gap time.Duration) {
 	for _, c := range callers {
 		answered += c.answered.Load()
 		failed += c.failed.Load()
 		twice += c.twice.Load()
+		late += c.late.Load()
 		c.mu.Lock()
 		gap = max(gap, c.longestGap, time.Since(c.lastAnswer))
 		c.mu.Unlock()
@@ -377,7 +386,7 @@ func TestHAProxy(t *testing.T) {
 	})
 
 	t.Run("rolling restart", func(t *testing.T) {
-		a0, f0, _, _ := totals(callers)
+		a0, f0, _, l0, _ := totals(callers)
 		start := time.Now()
 		for _, name := range []string{"a", "b"} {
 			k.admin("set server be/" + name + " state drain")
@@ -388,9 +397,9 @@ func TestHAProxy(t *testing.T) {
 			k.await(func() bool { return k.state(name) == "UP" }, name+" up again")
 			progress(t, callers)
 		}
-		answered, failed, twice, gap := totals(callers)
-		t.Logf("rolling restart of both backends in %v: %d calls answered, %d attempts failed and retried, %d answered twice, longest gap a caller saw %v",
-			time.Since(start).Round(time.Millisecond), answered-a0, failed-f0, twice, gap.Round(time.Millisecond))
+		answered, failed, twice, late, gap := totals(callers)
+		t.Logf("rolling restart of both backends in %v: %d calls answered, %d attempts returned as failed and retried (%d of them answered later, after all), %d answered twice, longest gap a caller saw %v",
+			time.Since(start).Round(time.Millisecond), answered-a0, failed-f0, late-l0, twice, gap.Round(time.Millisecond))
 		if twice != 0 {
 			t.Errorf("%d calls answered twice", twice)
 		}
@@ -437,7 +446,7 @@ func TestHAProxy(t *testing.T) {
 		if onA > 0 && detected > heartbeatInterval+heartbeatTimeout+2*time.Second {
 			t.Errorf("the heartbeat took %v to find the frozen backend; want about %v", detected, heartbeatInterval+heartbeatTimeout)
 		}
-		if _, failed, twice, _ := totals(callers); twice != 0 {
+		if _, failed, twice, _, _ := totals(callers); twice != 0 {
 			t.Errorf("%d calls answered twice (%d attempts failed)", twice, failed)
 		}
 	})
