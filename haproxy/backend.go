@@ -21,6 +21,9 @@ type Request struct {
 	ID   int64 `json:"id,omitempty"`
 	Try  int   `json:"try,omitempty"`
 	Ping bool  `json:"ping,omitempty"`
+	// SleepMS makes the backend take that long over the call, whatever
+	// happens meanwhile: Shutdown lets it finish.
+	SleepMS int `json:"sleep_ms,omitempty"`
 }
 
 // A Reply answers a Request: Pong for a ping, or the call's ID and Try with
@@ -76,7 +79,8 @@ func Listen(addr string, trusted net.IP) (*jsonconn.Listener, error) {
 
 // NewServer returns the Server of a backend named name: it answers pings
 // with pongs (HAProxy's check and the clients' heartbeat) and each call
-// with its ID, the backend's name and the client's address.
+// with its ID, the backend's name and the client's address. It logs a slow
+// call at level Info as it starts it.
 func NewServer(name string, logger *slog.Logger) *jsonconn.Server {
 	return &jsonconn.Server{
 		Logger:       logger,
@@ -90,6 +94,12 @@ func NewServer(name string, logger *slog.Logger) *jsonconn.Server {
 						logger.Debug("connection ended", "client", client, "err", err)
 					}
 					return
+				}
+				if req.SleepMS > 0 {
+					if logger != nil {
+						logger.Info("handling a slow call", "id", req.ID, "ms", req.SleepMS)
+					}
+					time.Sleep(time.Duration(req.SleepMS) * time.Millisecond)
 				}
 				rep := Reply{Pong: req.Ping}
 				if !req.Ping {

@@ -66,8 +66,8 @@ func parkedReads() int {
 // BenchmarkParkedPeer measures the heap a served connection holds while its
 // peer has sent only a frame header announcing the cap and waits: on a bare
 // socket, where the Conn reads the socket directly and holds only what
-// arrived, and through go-proxyproto's Conn, whose bufio.Reader (4 KiB) the
-// Conn must read through. It reports bytes of live heap per peer, beyond
+// arrived, and through go-proxyproto's Conn, which is not a socket, so a
+// read must be given a buffer to block in. It reports bytes of live heap per peer, beyond
 // what an idle connection holds (B/peer).
 func BenchmarkParkedPeer(b *testing.B) {
 	const peers = 200

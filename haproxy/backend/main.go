@@ -31,7 +31,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "backend:", err)
 		os.Exit(1)
 	}
-	srv := haproxy.NewServer(*name, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	srv := haproxy.NewServer(*name, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})))
 	fmt.Fprintf(os.Stderr, "backend %s: listening on %s\n", *name, ln.Addr())
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
