@@ -21,8 +21,8 @@ type Request struct {
 	ID   int64 `json:"id,omitempty"`
 	Try  int   `json:"try,omitempty"`
 	Ping bool  `json:"ping,omitempty"`
-	// SleepMS makes the backend take that long over the call, whatever
-	// happens meanwhile: Shutdown lets it finish.
+	// SleepMS makes the backend take that long over the call, at most
+	// 5 s, whatever happens meanwhile: Shutdown lets it finish.
 	SleepMS int `json:"sleep_ms,omitempty"`
 }
 
@@ -99,7 +99,7 @@ func NewServer(name string, logger *slog.Logger) *jsonconn.Server {
 					if logger != nil {
 						logger.Info("handling a slow call", "id", req.ID, "ms", req.SleepMS)
 					}
-					time.Sleep(time.Duration(req.SleepMS) * time.Millisecond)
+					time.Sleep(time.Duration(min(req.SleepMS, 5000)) * time.Millisecond) // a peer sets it: bounded
 				}
 				rep := Reply{Pong: req.Ping}
 				if !req.Ping {

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 	"unicode/utf8"
@@ -168,9 +169,8 @@ type tapConn struct {
 	t      *tap
 	id     int
 	client net.Conn
-	target net.Conn // set under t.mu
-	opaque bool     // TLS seen: parse nothing more; guarded by mu
-	mu     sync.Mutex
+	target net.Conn    // set under t.mu
+	opaque atomic.Bool // TLS seen: parse nothing more, either way
 }
 
 // Directions, as the output names them.
@@ -234,9 +234,7 @@ func (tc *tapConn) pump(src, dst net.Conn, dir string) string {
 		case "frame":
 			out.frame(tc.id, dir, ev.payload, ev.valid)
 		case "tls":
-			tc.mu.Lock()
-			tc.opaque = true
-			tc.mu.Unlock()
+			tc.opaque.Store(true)
 			out.event(tc.id, "tls", dir, side(dir), "TLS: the connection is encrypted; tap forwards it as opaque bytes and shows no frames")
 		default:
 			out.event(tc.id, "violation", dir, side(dir), "violation by the "+side(dir)+": "+ev.detail)
@@ -261,10 +259,7 @@ func (tc *tapConn) pump(src, dst net.Conn, dir string) string {
 				dst.Close()
 				return "the " + side(otherDir(dir)) + " went away"
 			}
-			tc.mu.Lock()
-			opaque := tc.opaque
-			tc.mu.Unlock()
-			if !opaque {
+			if !tc.opaque.Load() {
 				s.feed(buf[:n], emit)
 			}
 		}
@@ -276,10 +271,7 @@ func (tc *tapConn) pump(src, dst net.Conn, dir string) string {
 			// Only the sender's own end of stream cuts its frame: a reset
 			// or tap's close is not the sender's doing.
 			if detail := s.cut(); detail != "" {
-				tc.mu.Lock()
-				opaque := tc.opaque
-				tc.mu.Unlock()
-				if !opaque {
+				if !tc.opaque.Load() {
 					emit(tapEvent{kind: "violation", detail: detail})
 				}
 			}
@@ -335,14 +327,14 @@ type tapStream struct {
 	body   []byte // the payload so far, while nhdr == 4
 	frames int    // frames seen
 	off    bool   // framing lost: the rest passes unparsed
-	sniff  []byte // the first bytes of the direction, up to 16, for naming a protocol
+	first  []byte // the first bytes of the direction, up to 16, for naming a protocol
 }
 
 // feed follows the frames in p, calling emit for each whole frame, each
 // violation and TLS.
 func (s *tapStream) feed(p []byte, emit func(tapEvent)) {
-	if len(s.sniff) < 16 {
-		s.sniff = append(s.sniff, p[:min(len(p), 16-len(s.sniff))]...)
+	if len(s.first) < 16 {
+		s.first = append(s.first, p[:min(len(p), 16-len(s.first))]...)
 	}
 	for len(p) > 0 && !s.off {
 		if s.nhdr < 4 {
@@ -358,7 +350,7 @@ func (s *tapStream) feed(p []byte, emit func(tapEvent)) {
 				// What follows the header helps name what it is.
 				look := append(s.hdr[:4:4], p[:min(len(p), 12)]...)
 				if s.frames == 0 {
-					look = s.sniff
+					look = s.first
 				}
 				hint := sniff.Header(look, uint32(s.max))
 				if strings.Contains(hint, "TLS record") {
@@ -380,8 +372,14 @@ func (s *tapStream) feed(p []byte, emit func(tapEvent)) {
 		}
 		k := min(len(p), s.want-len(s.body))
 		if len(s.body)+k > cap(s.body) {
-			// Grow to what has arrived, doubling, never past the frame.
-			grown := make([]byte, len(s.body), min(s.want, max(2*cap(s.body), len(s.body)+k)))
+			// Grow to what has arrived, doubling, never past the frame;
+			// 2*cap is taken only below want/2, so it cannot overflow an
+			// int on 32-bit platforms, where want may be 1 GiB.
+			size := s.want
+			if c := cap(s.body); c < s.want/2 {
+				size = max(2*c, len(s.body)+k)
+			}
+			grown := make([]byte, len(s.body), size)
 			copy(grown, s.body)
 			s.body = grown
 		}
